@@ -1,0 +1,5 @@
+"""``python -m fem_eigopt``: see :mod:`fem_eigopt.cli`."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Command line: ``python -m fem_eigopt [run|modal|info] PROBLEM.py [--set KEY=VALUE ...]``.
+
+Without a command name, ``run`` is assumed. Bad input ends with one line on stderr naming what was
+wrong and what is allowed, and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+logger = logging.getLogger("fem_eigopt")
+
+COMMANDS = ("run", "modal", "info")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises InputError (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("problem", help="problem file (a .py file defining problem(**params))")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override a parameter of the problem file (repeatable)")
+    p.add_argument("--backend", default=None,
+                   help="factorisation backend: auto, pardiso, superlu, cholmod (default: the problem's)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fem_eigopt", description="Eigenfrequency design optimisation.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    p_run = sub.add_parser("run", help="optimise the problem (default command)")
+    _add_common(p_run)
+    p_run.add_argument("--modes", type=int, default=None, help="number of modes")
+    p_modal = sub.add_parser("modal", help="modal analysis of the initial design")
+    _add_common(p_modal)
+    p_modal.add_argument("--modes", type=int, default=None, help="number of modes (default: the problem's)")
+    p_modal.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p_info = sub.add_parser("info", help="parameters of a problem file and installed backends")
+    p_info.add_argument("problem", help="problem file")
+    p_info.add_argument("--debug", action="store_true")
+    p_info.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def _load(args):
+    from .problem import load_problem, parse_overrides
+
+    return load_problem(args.problem, parse_overrides(args.overrides))
+
+
+def _modal_table(result) -> str:
+    modes = result.modes
+    marks = {}
+    for n, c in enumerate(modes.clusters):
+        for i in c:
+            marks[i] = f"cluster {n + 1} (x{len(c)})"
+    lines = [f"{'mode':>4}  {'lambda':>14}  {'omega [rad/s]':>14}  {'f [Hz]':>12}  cluster"]
+    for i, (lam, om, f) in enumerate(zip(modes.eigenvalues, modes.omega, modes.frequencies_hz)):
+        lines.append(f"{i + 1:>4}  {lam:>14.6e}  {om:>14.6f}  {f:>12.6f}  {marks.get(i, '')}")
+    return "\n".join(lines)
+
+
+def cmd_modal(args) -> int:
+    from .analysis import modal_analysis
+
+    problem = _load(args)
+    if args.modes is not None and args.modes < 1:
+        raise InputError(f"--modes {args.modes}: allowed: an integer >= 1")
+    result = modal_analysis(problem, n_modes=args.modes, backend=args.backend)
+    modes, model = result.modes, result.model
+    if getattr(args, "json", False):
+        out = {
+            "problem": problem.name,
+            "source": problem.source,
+            "parameters": {k: v for k, v in problem.parameters.items() if _jsonable(v)},
+            "eigenvalues": modes.eigenvalues.tolist(),
+            "omega": modes.omega.tolist(),
+            "frequencies_hz": modes.frequencies_hz.tolist(),
+            "clusters": [list(c) for c in modes.clusters],
+            "n_elements": model.n_elements,
+            "n_dofs": model.n_dofs,
+            "n_free_dofs": model.n_free,
+            "shift": modes.shift,
+            "backend": result.solver.backend,
+        }
+        sys.stdout.write(json.dumps(out) + "\n")
+    else:
+        print(f"{problem.name}: {model.n_elements} elements, {model.n_free} free dofs, "
+              f"backend {result.solver.backend}, shift {modes.shift:.3e}")
+        print(_modal_table(result))
+    return 0
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except TypeError:
+        return False
+
+
+def cmd_run(args) -> int:
+    try:
+        from .optimize import run_problem  # available once the optimiser lands
+    except ImportError:
+        run_problem = None
+    if run_problem is None:
+        logger.info("no optimiser in this version: running the modal analysis of the initial design")
+        args.json = False
+        return cmd_modal(args)
+    return run_problem(args)
+
+
+def cmd_info(args) -> int:
+    from .linalg import available_backends, default_backend
+    from .problem import problem_parameters
+
+    params = problem_parameters(args.problem)
+    print(f"{args.problem}: parameters (--set KEY=VALUE):")
+    for k, v in params.items():
+        print(f"  {k} = {v!r}")
+    print(f"factorisation backends here: {', '.join(available_backends())} (default {default_backend()})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m fem_eigopt`` and ``fem-eigopt``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "run")
+    debug = "--debug" in argv
+    verbose = "-v" in argv or "--verbose" in argv
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("skfem").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    np.set_printoptions(precision=6)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 2
+        return {"run": cmd_run, "modal": cmd_modal, "info": cmd_info}[args.command](args)
+    except InputError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

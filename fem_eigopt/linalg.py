@@ -1,0 +1,302 @@
+"""Sparse symmetric factorisations behind one small interface, chosen by name.
+
+The modal solver factorises the shifted matrix ``A = K - σM`` once per design and then solves
+many right-hand sides with it. Every backend keeps its symbolic analysis (fill-reducing ordering)
+for as long as the sparsity pattern stays the same, which it does for a whole optimisation run
+because the assembler writes every design onto one fixed pattern.
+
+Backends
+--------
+``"pardiso"``
+    Intel MKL PARDISO through the ``mkl_rt`` library that the ``pypardiso`` wheel installs. Symbolic
+    analysis (phase 11) once per pattern, numeric factorisation (phase 22) per design, solve
+    (phase 33). Symmetric positive definite (``mtype=2``) when the shift is negative, symmetric
+    indefinite Bunch–Kaufman (``mtype=-2``) otherwise. Fastest on Linux x86-64 (see
+    ``benchmarks/bench_foundation.py``).
+``"superlu"``
+    SciPy's SuperLU with a symmetric ordering (minimum degree on AᵀA + A, symmetric mode, diagonal
+    pivoting). Always available; SciPy exposes no way to keep the symbolic analysis, so every
+    design pays for the ordering again.
+``"cholmod"``
+    CHOLMOD through the optional ``cholespy`` wheel (no symbolic reuse in its API).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Factorization", "available_backends", "make_factorization", "default_backend"]
+
+
+class Factorization:
+    """A reusable sparse factorisation of a symmetric matrix.
+
+    Call :meth:`factor` with a new matrix (same pattern: only the numeric phase is redone), then
+    :meth:`solve` as often as needed.
+    """
+
+    name = "base"
+
+    def factor(self, A: sp.csr_matrix, positive_definite: bool = True) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def solve(self, b: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    #: number of symbolic analyses and numeric factorisations done (for tests and benchmarks)
+    n_symbolic: int = 0
+    n_numeric: int = 0
+
+
+def _same_pattern(A: sp.csr_matrix, indptr: np.ndarray | None, indices: np.ndarray | None) -> bool:
+    if indptr is None or indices is None:
+        return False
+    if A.indptr is indptr and A.indices is indices:
+        return True
+    return (
+        A.indptr.shape == indptr.shape
+        and A.indices.shape == indices.shape
+        and np.array_equal(A.indptr, indptr)
+        and np.array_equal(A.indices, indices)
+    )
+
+
+class SuperLUFactorization(Factorization):
+    """SciPy SuperLU with a symmetric fill-reducing ordering (always available)."""
+
+    name = "superlu"
+
+    def __init__(self) -> None:
+        self._lu = None
+        self.n_symbolic = 0
+        self.n_numeric = 0
+
+    def factor(self, A: sp.csr_matrix, positive_definite: bool = True) -> None:
+        A = sp.csc_matrix(A)
+        # For symmetric matrices, a minimum-degree ordering of A^T + A with diagonal pivots is
+        # several times faster than SuperLU's default COLAMD (which targets unsymmetric matrices).
+        self._lu = spla.splu(
+            A,
+            permc_spec="MMD_AT_PLUS_A",
+            diag_pivot_thresh=0.0 if positive_definite else 0.1,
+            options={"SymmetricMode": True},
+        )
+        self.n_symbolic += 1
+        self.n_numeric += 1
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        return self._lu.solve(np.asarray(b, dtype=float))
+
+
+class PardisoFactorization(Factorization):
+    """MKL PARDISO via ctypes, keeping the symbolic analysis while the pattern is unchanged.
+
+    Only the upper triangle of the (symmetric) input is handed to PARDISO; the positions of the
+    upper-triangle entries in the CSR data array are computed once per pattern.
+    """
+
+    name = "pardiso"
+
+    def __init__(self) -> None:
+        self._lib = _load_mkl_pardiso()
+        self._pt = np.zeros(64, dtype=np.int64)
+        self._iparm = np.zeros(64, dtype=np.int32)
+        self._mtype = 0
+        self._indptr = None
+        self._indices = None
+        self._upper_pos = None
+        self._ia = None
+        self._ja = None
+        self._a = None
+        self._n = 0
+        self.n_symbolic = 0
+        self.n_numeric = 0
+
+    # PARDISO's iparm (0-based here): see the oneMKL reference "pardiso iparm parameter".
+    def _set_iparm(self) -> None:
+        ip = self._iparm
+        ip[:] = 0
+        ip[0] = 1  # use the values below, not the defaults
+        ip[1] = 2  # METIS nested-dissection ordering
+        ip[7] = 0  # up to two steps of iterative refinement when pivots were perturbed
+        ip[9] = 8  # pivot perturbation 1e-8 (symmetric default)
+        ip[10] = 0  # no scaling (symmetric matrices)
+        ip[12] = 0  # no weighted matching (symmetric matrices)
+        ip[17] = -1  # report nnz(L)
+        ip[34] = 1  # zero-based indexing: no copies of the index arrays
+
+    def _call(self, phase: int, b: np.ndarray | None = None) -> np.ndarray | None:
+        error = ctypes.c_int32(0)
+        i32 = ctypes.POINTER(ctypes.c_int32)
+        f64 = ctypes.POINTER(ctypes.c_double)
+        if b is None:
+            nrhs = 1
+            bb = np.zeros(1)
+            x = np.zeros(1)
+        else:
+            bb = np.asfortranarray(b, dtype=np.float64)
+            nrhs = 1 if bb.ndim == 1 else bb.shape[1]
+            x = np.zeros_like(bb, order="F")
+        perm = np.zeros(1, dtype=np.int32)
+        self._lib(
+            self._pt.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+            ctypes.byref(ctypes.c_int32(1)),
+            ctypes.byref(ctypes.c_int32(1)),
+            ctypes.byref(ctypes.c_int32(self._mtype)),
+            ctypes.byref(ctypes.c_int32(phase)),
+            ctypes.byref(ctypes.c_int32(self._n)),
+            self._a.ctypes.data_as(f64) if self._a is not None else None,
+            self._ia.ctypes.data_as(i32) if self._ia is not None else None,
+            self._ja.ctypes.data_as(i32) if self._ja is not None else None,
+            perm.ctypes.data_as(i32),
+            ctypes.byref(ctypes.c_int32(nrhs)),
+            self._iparm.ctypes.data_as(i32),
+            ctypes.byref(ctypes.c_int32(0)),
+            bb.ctypes.data_as(f64),
+            x.ctypes.data_as(f64),
+            ctypes.byref(error),
+        )
+        if error.value != 0:
+            raise np.linalg.LinAlgError(f"PARDISO phase {phase} failed with error {error.value}")
+        return x if b is not None else None
+
+    def _release(self) -> None:
+        if self._n and self._pt.any():
+            try:
+                self._call(-1)
+            except Exception:  # pragma: no cover - best effort at teardown
+                pass
+        self._pt[:] = 0
+
+    def __del__(self) -> None:  # pragma: no cover - depends on GC timing
+        self._release()
+
+    def factor(self, A: sp.csr_matrix, positive_definite: bool = True) -> None:
+        A = sp.csr_matrix(A)
+        mtype = 2 if positive_definite else -2
+        if not A.has_sorted_indices:
+            A = A.sorted_indices()
+        if not _same_pattern(A, self._indptr, self._indices) or mtype != self._mtype:
+            self._release()
+            self._indptr, self._indices = A.indptr, A.indices
+            rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+            upper = A.indices >= rows
+            self._upper_pos = np.flatnonzero(upper)
+            counts = np.bincount(rows[upper], minlength=A.shape[0])
+            self._ia = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+            self._ja = A.indices[upper].astype(np.int32)
+            self._n = A.shape[0]
+            self._mtype = mtype
+            self._set_iparm()
+            self._a = np.ascontiguousarray(A.data[self._upper_pos])
+            self._call(11)
+            self.n_symbolic += 1
+        else:
+            self._a = np.ascontiguousarray(A.data[self._upper_pos])
+        self._call(22)
+        self.n_numeric += 1
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        return self._call(33, b)
+
+
+class CholmodFactorization(Factorization):
+    """CHOLMOD supernodal Cholesky from the optional ``cholespy`` wheel (positive definite only)."""
+
+    name = "cholmod"
+
+    def __init__(self) -> None:
+        import cholespy  # noqa: F401  (import error tells the user the backend is absent)
+
+        self._solver = None
+        self.n_symbolic = 0
+        self.n_numeric = 0
+
+    def factor(self, A: sp.csr_matrix, positive_definite: bool = True) -> None:
+        import cholespy
+
+        if not positive_definite:
+            raise np.linalg.LinAlgError("the cholmod backend needs a positive definite matrix (negative shift)")
+        A = sp.csr_matrix(A)
+        self._solver = cholespy.CholeskySolverD(
+            A.shape[0], A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data, cholespy.MatrixType.CSR
+        )
+        self.n_symbolic += 1
+        self.n_numeric += 1
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        b = np.ascontiguousarray(b, dtype=np.float64)
+        x = np.zeros_like(b)
+        self._solver.solve(b, x)
+        return x
+
+
+_mkl_pardiso_function = None
+
+
+def _load_mkl_pardiso():
+    """The ``pardiso`` symbol of MKL's ``mkl_rt`` as located by the pypardiso wheel."""
+    global _mkl_pardiso_function
+    if _mkl_pardiso_function is None:
+        import pypardiso
+
+        lib = pypardiso.PyPardisoSolver().libmkl
+        fn = lib.pardiso
+        fn.restype = None
+        _mkl_pardiso_function = fn
+    return _mkl_pardiso_function
+
+
+_BACKENDS: dict[str, Callable[[], Factorization]] = {
+    "pardiso": PardisoFactorization,
+    "superlu": SuperLUFactorization,
+    "cholmod": CholmodFactorization,
+}
+
+
+def available_backends() -> list[str]:
+    """Names of the factorisation backends that load on this machine, fastest first."""
+    names = []
+    for name in ("pardiso", "cholmod", "superlu"):
+        try:
+            _BACKENDS[name]()
+        except Exception:  # ImportError, OSError: library missing
+            continue
+        names.append(name)
+    return names
+
+
+def default_backend() -> str:
+    """``"pardiso"`` where MKL loads, otherwise ``"superlu"``."""
+    try:
+        _load_mkl_pardiso()
+        return "pardiso"
+    except Exception:
+        return "superlu"
+
+
+def make_factorization(backend: str = "auto") -> Factorization:
+    """A new factorisation object for ``backend`` (``"auto"``, ``"pardiso"``, ``"superlu"``, ``"cholmod"``)."""
+    if backend == "auto":
+        backend = default_backend()
+    if backend not in _BACKENDS:
+        raise InputError(
+            f"factorisation backend {backend!r} is unknown; allowed: auto, {', '.join(_BACKENDS)}"
+        )
+    try:
+        return _BACKENDS[backend]()
+    except (ImportError, OSError) as exc:
+        raise InputError(
+            f"factorisation backend {backend!r} is not installed here ({exc}); available: "
+            f"{', '.join(available_backends())}"
+        ) from exc

@@ -1,0 +1,124 @@
+"""Mesh builders: structured rectangles and boxes with named boundaries, file import, mapping.
+
+All builders return scikit-fem meshes with the named boundaries ``left``/``right`` (x = min/max),
+``bottom``/``top`` (y) and, in 3D, ``front``/``back`` (z). Like scikit-fem's own modifiers, every
+function returns a new mesh and leaves its input alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import skfem
+
+from .errors import InputError
+
+__all__ = ["rectangle", "box", "from_file", "mapped"]
+
+
+def _check_divisions(**counts: int) -> None:
+    for name, n in counts.items():
+        if not (isinstance(n, (int, np.integer)) and n >= 1):
+            raise InputError(f"{name} = {n!r}; allowed: an integer >= 1")
+
+
+def _check_lengths(**lengths: float) -> None:
+    for name, v in lengths.items():
+        if not (np.isfinite(v) and v > 0):
+            raise InputError(f"{name} = {v!r}; allowed: a length > 0")
+
+
+def rectangle(
+    lx: float, ly: float, nx: int, ny: int, *, kind: str = "quad", origin: tuple[float, float] = (0.0, 0.0)
+) -> skfem.Mesh:
+    """Structured mesh of ``[x0, x0+lx] × [y0, y0+ly]`` with ``nx × ny`` cells.
+
+    Parameters
+    ----------
+    lx, ly : float
+        Side lengths (m).
+    nx, ny : int
+        Number of cells along x and y.
+    kind : {"quad", "tri"}
+        Quadrilaterals, or triangles (each quad split in two).
+    """
+    _check_lengths(lx=lx, ly=ly)
+    _check_divisions(nx=nx, ny=ny)
+    x = origin[0] + np.linspace(0.0, lx, nx + 1)
+    y = origin[1] + np.linspace(0.0, ly, ny + 1)
+    if kind == "quad":
+        mesh = skfem.MeshQuad.init_tensor(x, y)
+    elif kind == "tri":
+        mesh = skfem.MeshTri.init_tensor(x, y)
+    else:
+        raise InputError(f"rectangle kind = {kind!r}; allowed: 'quad', 'tri'")
+    return mesh.with_defaults()
+
+
+def box(
+    lx: float, ly: float, lz: float, nx: int, ny: int, nz: int, *, kind: str = "hex",
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> skfem.Mesh:
+    """Structured mesh of a box with ``nx × ny × nz`` cells (hexahedra, or tetrahedra: 6 per cell)."""
+    _check_lengths(lx=lx, ly=ly, lz=lz)
+    _check_divisions(nx=nx, ny=ny, nz=nz)
+    x = origin[0] + np.linspace(0.0, lx, nx + 1)
+    y = origin[1] + np.linspace(0.0, ly, ny + 1)
+    z = origin[2] + np.linspace(0.0, lz, nz + 1)
+    if kind == "hex":
+        mesh = skfem.MeshHex.init_tensor(x, y, z)
+    elif kind == "tet":
+        mesh = skfem.MeshTet.init_tensor(x, y, z)
+    else:
+        raise InputError(f"box kind = {kind!r}; allowed: 'hex', 'tet'")
+    return mesh.with_defaults()
+
+
+def from_file(path: str | Path, *, default_boundaries: bool = True) -> skfem.Mesh:
+    """Read any mesh meshio reads (Gmsh ``.msh``, ``.vtu``, ``.xdmf``, …).
+
+    Named boundaries come from the file's physical groups / cell sets where present (scikit-fem's
+    meshio bridge); with ``default_boundaries`` the axis-aligned ``left``/``right``/… sets of the
+    bounding box are added where the file has none of those names.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such mesh file")
+    try:
+        mesh = skfem.Mesh.load(str(path))
+    except Exception as exc:
+        raise InputError(f"{path}: could not read the mesh: {type(exc).__name__}: {exc}") from exc
+    if default_boundaries:
+        mesh = _with_box_boundaries(mesh)
+    return mesh
+
+
+def _with_box_boundaries(mesh: skfem.Mesh) -> skfem.Mesh:
+    """Add ``left``/``right``/``bottom``/``top``/``front``/``back`` facet sets of the bounding box."""
+    names = [("left", "right"), ("bottom", "top"), ("front", "back")][: mesh.dim()]
+    lo, hi = mesh.p.min(axis=1), mesh.p.max(axis=1)
+    tol = 1e-9 * max(float(np.max(hi - lo)), 1.0)
+    existing = dict(mesh.boundaries or {})
+    new = {}
+    for axis, (low_name, high_name) in enumerate(names):
+        for name, value in ((low_name, lo[axis]), (high_name, hi[axis])):
+            if name not in existing:
+                new[name] = mesh.facets_satisfying(
+                    lambda x, a=axis, v=value: np.abs(x[a] - v) <= tol, boundaries_only=True
+                )
+    return mesh.with_boundaries(new) if new else mesh
+
+
+def mapped(mesh: skfem.Mesh, mapping: Callable[[np.ndarray], np.ndarray]) -> skfem.Mesh:
+    """A copy of ``mesh`` with vertex coordinates ``mapping(p)``, ``p`` of shape (dim, n_vertices).
+
+    Use it for mapped geometry (a trapezoid from a rectangle, a curved beam). Named boundaries keep
+    their facets. Quadratic elements use the vertex positions through the isoparametric map of the
+    mesh, so curved edges are represented to the accuracy of the mesh's own (linear) geometry.
+    """
+    p = np.asarray(mapping(mesh.p.copy()), dtype=float)
+    if p.shape != mesh.p.shape:
+        raise InputError(f"mapping returned shape {p.shape}; allowed: {mesh.p.shape}")
+    return type(mesh)(p, mesh.t.copy(), _boundaries=mesh.boundaries, _subdomains=mesh.subdomains)

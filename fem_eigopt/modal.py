@@ -1,0 +1,202 @@
+"""Modal analysis: the leading eigenpairs of K x = λ M x on the free dofs.
+
+Shift-invert Lanczos (ARPACK through SciPy's ``eigsh``) with the factorisation of ``K - σM`` from
+:mod:`fem_eigopt.linalg`, kept between designs so the symbolic analysis is reused. The default
+shift is slightly *negative*, so ``K - σM`` is positive definite even when the structure is free or
+partly free, and the modes nearest σ are exactly the lowest ones, rigid-body modes included (unlike
+scikit-fem's ``solver_eigen_scipy_sym`` default σ = 10, which loses modes below it).
+
+Eigenvectors are M-normalised (xᵀMx = 1) and signed so that their largest-magnitude entry is
+positive; the Lanczos start vector is deterministic (or built from previous modes for a warm
+start), so runs repeat exactly. Clusters of (nearly) repeated eigenvalues are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .errors import InputError
+from .linalg import Factorization, make_factorization
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Modes", "ModalSolver", "find_clusters", "normalize_modes", "shifted_matrix"]
+
+
+@dataclass
+class Modes:
+    """Eigenpairs of one design.
+
+    Attributes
+    ----------
+    eigenvalues : ndarray (k,)
+        λ = ω² in (rad/s)², ascending.
+    vectors : ndarray (n_free, k)
+        M-normalised mode shapes on the free dofs.
+    clusters : list of tuple of int
+        Groups of indices whose eigenvalues agree within the relative cluster tolerance (only
+        groups of two or more).
+    shift : float
+        The σ used.
+    next_eigenvalue : float
+        λ_{k+1}, computed to know whether the last cluster is complete.
+    """
+
+    eigenvalues: np.ndarray
+    vectors: np.ndarray
+    clusters: list[tuple[int, ...]] = field(default_factory=list)
+    shift: float = 0.0
+    next_eigenvalue: float = np.nan
+
+    @property
+    def omega(self) -> np.ndarray:
+        """Angular frequencies ω = √λ (rad/s); negative round-off near zero gives 0."""
+        return np.sqrt(np.clip(self.eigenvalues, 0.0, None))
+
+    @property
+    def frequencies_hz(self) -> np.ndarray:
+        """Frequencies f = ω / 2π (Hz)."""
+        return self.omega / (2.0 * np.pi)
+
+    def cluster_of(self, i: int) -> tuple[int, ...]:
+        """The cluster containing mode ``i`` (a 1-tuple when λ_i is simple)."""
+        for c in self.clusters:
+            if i in c:
+                return c
+        return (i,)
+
+
+def find_clusters(eigenvalues: np.ndarray, rel_tol: float, zero_tol: float = 0.0) -> list[tuple[int, ...]]:
+    """Group ascending eigenvalues into clusters of (nearly) equal values.
+
+    Neighbours ``a <= b`` belong together when ``b - a <= rel_tol * max(|a|, |b|)``, or when both
+    are below ``zero_tol`` in magnitude (rigid-body modes, whose computed values are round-off).
+    Only groups of two or more are returned.
+    """
+    lam = np.asarray(eigenvalues, dtype=float)
+    groups: list[list[int]] = []
+    current = [0] if lam.size else []
+    for i in range(1, lam.size):
+        a, b = lam[i - 1], lam[i]
+        close = (b - a) <= rel_tol * max(abs(a), abs(b)) or (abs(a) <= zero_tol and abs(b) <= zero_tol)
+        if close:
+            current.append(i)
+        else:
+            groups.append(current)
+            current = [i]
+    if current:
+        groups.append(current)
+    return [tuple(g) for g in groups if len(g) > 1]
+
+
+def normalize_modes(vectors: np.ndarray, M: sp.spmatrix) -> np.ndarray:
+    """M-normalise columns and fix their sign (largest-magnitude entry positive)."""
+    X = np.array(vectors, dtype=float, copy=True)
+    norms = np.sqrt(np.einsum("ij,ij->j", X, M @ X))
+    X /= norms
+    idx = np.argmax(np.abs(X), axis=0)
+    signs = np.sign(X[idx, np.arange(X.shape[1])])
+    signs[signs == 0] = 1.0
+    return X * signs
+
+
+class ModalSolver:
+    """Leading eigenpairs with a factorisation kept between calls.
+
+    Parameters
+    ----------
+    n_modes : int
+        Number of eigenpairs returned.
+    shift : "auto" or float
+        σ. ``"auto"``: ``-1e-8 · mean(diag K) / mean(diag M)``, fixed at the first call (negative,
+        so K - σM stays positive definite and the lowest modes, rigid ones included, are found).
+    backend : str
+        Factorisation backend (see :mod:`fem_eigopt.linalg`).
+    cluster_tol : float
+        Relative tolerance for repeated eigenvalues.
+    tol : float
+        ARPACK relative accuracy (0 = machine precision).
+    """
+
+    AUTO_SHIFT_FACTOR = 1e-8
+
+    def __init__(self, n_modes: int = 6, shift="auto", backend: str = "auto", cluster_tol: float = 1e-6,
+                 tol: float = 0.0) -> None:
+        if n_modes < 1:
+            raise InputError(f"n_modes = {n_modes!r}; allowed: an integer >= 1")
+        self.n_modes = int(n_modes)
+        self.shift_setting = shift
+        self.cluster_tol = cluster_tol
+        self.tol = tol
+        self.factorization: Factorization = make_factorization(backend)
+        self.backend = self.factorization.name
+        self.shift: float | None = None if shift == "auto" else float(shift)
+        self.n_solves = 0
+        self.last_iterations = 0
+
+    def _auto_shift(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
+        return -self.AUTO_SHIFT_FACTOR * float(np.mean(K.diagonal())) / float(np.mean(M.diagonal()))
+
+    def solve(self, K: sp.csr_matrix, M: sp.csr_matrix, warm_start: np.ndarray | None = None) -> Modes:
+        """Eigenpairs of ``K x = λ M x``.
+
+        Parameters
+        ----------
+        K, M : csr_matrix (n, n)
+            Symmetric stiffness (positive semi-definite) and mass (positive definite), same pattern.
+        warm_start : ndarray (n, j), optional
+            Previous mode shapes; their sum starts the Lanczos iteration.
+        """
+        n = K.shape[0]
+        k = min(self.n_modes + 1, n - 1)  # one extra to see whether the last cluster is complete
+        if self.n_modes >= n:
+            raise InputError(f"n_modes = {self.n_modes}; allowed: fewer than the {n} free dofs")
+        if self.shift is None:
+            self.shift = self._auto_shift(K, M)
+        sigma = self.shift
+        A = shifted_matrix(K, M, sigma)
+        self.factorization.factor(A, positive_definite=sigma < 0)
+        op = spla.LinearOperator((n, n), matvec=self.factorization.solve, matmat=self.factorization.solve,
+                                 dtype=float)
+        if warm_start is not None and warm_start.shape[0] == n:
+            v0 = np.asarray(warm_start, dtype=float).sum(axis=1) if warm_start.ndim == 2 else warm_start
+            v0 = v0 + 1e-3 * np.linalg.norm(v0) / np.sqrt(n) * _deterministic_vector(n)
+        else:
+            v0 = _deterministic_vector(n)
+        ncv = min(n, max(2 * k + 1, 20))
+        vals, vecs = spla.eigsh(K, k=k, M=M, sigma=sigma, which="LM", OPinv=op, v0=v0, ncv=ncv, tol=self.tol)
+        order = np.argsort(vals)
+        vals, vecs = vals[order], vecs[:, order]
+        vecs = normalize_modes(vecs, M)
+        self.n_solves += 1
+        scale = max(abs(vals[-1]), abs(sigma) / self.AUTO_SHIFT_FACTOR * 1e-12)
+        clusters = find_clusters(vals, self.cluster_tol, zero_tol=1e-9 * scale)
+        m = self.n_modes
+        next_val = float(vals[m]) if vals.size > m else np.nan
+        kept = [c for c in (tuple(i for i in c if i < m) for c in clusters) if len(c) > 1]
+        if any(m - 1 in c and m in c for c in clusters):
+            logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
+                           "(λ = %.6g, next %.6g): ask for more modes", m, vals[m - 1], vals[m])
+        return Modes(eigenvalues=vals[:m], vectors=vecs[:, :m], clusters=kept, shift=sigma,
+                     next_eigenvalue=next_val)
+
+
+def shifted_matrix(K: sp.csr_matrix, M: sp.csr_matrix, sigma: float) -> sp.csr_matrix:
+    """``K - σM``; when K and M share their index arrays (the assembler's case) so does the result,
+    which lets a factorisation see that only values changed."""
+    if K.indptr is M.indptr and K.indices is M.indices:
+        A = sp.csr_matrix(K.shape)
+        A.indptr, A.indices, A.data = K.indptr, K.indices, K.data - sigma * M.data
+        A.has_sorted_indices = True
+        return A
+    return sp.csr_matrix(K - sigma * M)
+
+
+def _deterministic_vector(n: int) -> np.ndarray:
+    """A fixed start vector with components in every direction (seeded, so runs repeat)."""
+    return np.random.default_rng(20070307).uniform(0.5, 1.5, n)

@@ -1,0 +1,455 @@
+"""Problem description and problem-file loading.
+
+A problem file is an importable Python module with one factory::
+
+    def problem(nx=160, ny=20, supports="SS") -> fem_eigopt.Problem
+
+whose keyword arguments are the parameters a user may override (``--set key=value`` on the command
+line, or a sweep grid). Nothing runs at import. :func:`load_problem` imports the file, checks the
+overrides against the factory's signature, parses each value to the type of its default, calls the
+factory and validates the result once; every error names the file and the field.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import numpy as np
+import skfem
+
+from .errors import InputError, fail
+from .materials import Interpolation, LinearMass, SIMP
+
+__all__ = [
+    "Material",
+    "Support",
+    "at_point",
+    "PointMass",
+    "Analysis",
+    "DensityDesign",
+    "Problem",
+    "load_problem",
+    "parse_overrides",
+    "problem_parameters",
+]
+
+#: predicate on coordinates: ``x`` of shape (dim, n) -> boolean mask of shape (n,)
+Predicate = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Material:
+    """Linear isotropic elastic material.
+
+    Parameters
+    ----------
+    E : float
+        Young's modulus of the solid (Pa, or any consistent unit).
+    nu : float
+        Poisson's ratio, -1 < ν < 0.5.
+    density : float
+        Mass density of the solid (kg/m³, consistent with E).
+    model : {"plane_stress", "plane_strain", "solid"}
+        2D models need a 2D mesh, ``"solid"`` a 3D one.
+    thickness : float
+        Out-of-plane thickness for 2D models (m); multiplies both K and M.
+    """
+
+    E: float
+    nu: float
+    density: float
+    model: str = "plane_stress"
+    thickness: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.E) and self.E > 0):
+            raise InputError(f"material.E = {self.E!r}; allowed: a finite number > 0")
+        if not (-1.0 < self.nu < 0.5):
+            raise InputError(f"material.nu = {self.nu!r}; allowed: -1 < nu < 0.5")
+        if not (np.isfinite(self.density) and self.density > 0):
+            raise InputError(f"material.density = {self.density!r}; allowed: a finite number > 0")
+        if self.model not in ("plane_stress", "plane_strain", "solid"):
+            raise InputError(
+                f"material.model = {self.model!r}; allowed: 'plane_stress', 'plane_strain', 'solid'"
+            )
+        if not (np.isfinite(self.thickness) and self.thickness > 0):
+            raise InputError(f"material.thickness = {self.thickness!r}; allowed: a finite number > 0")
+
+    def lame(self) -> tuple[float, float]:
+        """Lamé parameters (λ, μ) of the model; plane stress uses λ* = 2λμ/(λ + 2μ)."""
+        lam = self.E * self.nu / ((1 + self.nu) * (1 - 2 * self.nu))
+        mu = self.E / (2 * (1 + self.nu))
+        if self.model == "plane_stress":
+            lam = 2 * lam * mu / (lam + 2 * mu)
+        return lam, mu
+
+
+@dataclass(frozen=True)
+class Support:
+    """Fixed (zero) displacement components.
+
+    Parameters
+    ----------
+    where : str or callable
+        A named boundary of the mesh (``"left"``, a Gmsh physical group, …) or a predicate on
+        coordinates ``x`` of shape (dim, n) returning a boolean mask (n,). The predicate is applied
+        to the location of every degree of freedom (vertices, and edge/face/interior nodes of
+        quadratic elements), so ``lambda x: np.isclose(x[0], 0)`` fixes a whole edge and
+        :func:`at_point` a single node.
+    components : tuple of int or None
+        Displacement components to fix, 0-based (0 = x, 1 = y, 2 = z); ``None`` fixes all.
+    """
+
+    where: Union[str, Predicate]
+    components: tuple[int, ...] | None = None
+
+    def describe(self) -> str:
+        where = self.where if isinstance(self.where, str) else getattr(self.where, "__name__", "predicate")
+        comps = "all components" if self.components is None else f"components {tuple(self.components)}"
+        return f"{where!r}, {comps}"
+
+
+def at_point(point: Sequence[float], tol: float = 1e-9) -> Predicate:
+    """Predicate selecting the locations within ``tol`` of ``point`` (a single node)."""
+    p = np.asarray(point, dtype=float)
+
+    def near(x: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(x - p[: x.shape[0], None], axis=0) <= tol
+
+    near.__name__ = f"point{tuple(float(v) for v in p)}"
+    return near
+
+
+@dataclass(frozen=True)
+class PointMass:
+    """A non-structural mass, lumped on the translational dofs of nearby mesh vertices.
+
+    Parameters
+    ----------
+    mass : float
+        Total mass (kg). For 2D models it is the mass per the given thickness, i.e. it is added as
+        is, not multiplied by the thickness.
+    at : sequence of float
+        Location (m). With ``radius == 0`` the whole mass goes to the nearest vertex.
+    radius : float
+        With ``radius > 0`` the mass is shared equally by all vertices within that distance.
+    """
+
+    mass: float
+    at: tuple[float, ...]
+    radius: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mass) and self.mass > 0):
+            raise InputError(f"point mass = {self.mass!r}; allowed: a finite number > 0")
+        if not self.radius >= 0:
+            raise InputError(f"point mass radius = {self.radius!r}; allowed: >= 0")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Settings of the modal analysis.
+
+    Parameters
+    ----------
+    n_modes : int
+        Number of leading eigenpairs to compute.
+    shift : "auto" or float
+        Spectral shift σ of the shift-invert Lanczos solve. ``"auto"`` uses a small negative shift
+        (σ = -1e-8 · mean(diag K)/mean(diag M)) so that K - σM is positive definite even for a free
+        structure and rigid-body modes (λ ≈ 0) come out with the rest. A user number σ finds the
+        modes closest to σ.
+    cluster_tol : float
+        Relative tolerance under which neighbouring eigenvalues count as one (repeated) cluster.
+    backend : str
+        Factorisation backend: ``"auto"``, ``"pardiso"``, ``"superlu"``, ``"cholmod"``.
+    """
+
+    n_modes: int = 6
+    shift: Union[str, float] = "auto"
+    cluster_tol: float = 1e-6
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n_modes, (int, np.integer)) and self.n_modes >= 1):
+            raise InputError(f"analysis.n_modes = {self.n_modes!r}; allowed: an integer >= 1")
+        if not (self.shift == "auto" or isinstance(self.shift, (int, float)) and np.isfinite(self.shift)):
+            raise InputError(f"analysis.shift = {self.shift!r}; allowed: 'auto' or a finite number")
+        if not (0 <= self.cluster_tol < 1):
+            raise InputError(f"analysis.cluster_tol = {self.cluster_tol!r}; allowed: 0 <= tol < 1")
+
+
+@dataclass(frozen=True)
+class DensityDesign:
+    """Element densities as design variables (topology optimisation).
+
+    Parameters
+    ----------
+    initial : float or array (n_elem,)
+        Starting density.
+    x_min : float
+        Lower bound of the densities (upper bound is 1).
+    stiffness : Interpolation
+        E(x)/E0, e.g. :class:`~fem_eigopt.materials.SIMP`.
+    mass : Interpolation
+        ρ(x)/ρ0, e.g. :class:`~fem_eigopt.materials.LinearMass` or ``TwoRangeMass``.
+    """
+
+    initial: Any = 0.5
+    x_min: float = 1e-3
+    stiffness: Interpolation = field(default_factory=SIMP)
+    mass: Interpolation = field(default_factory=LinearMass)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.x_min < 1.0:
+            raise InputError(f"design.x_min = {self.x_min!r}; allowed: 0 <= x_min < 1")
+        init = np.asarray(self.initial, dtype=float)
+        if np.any(init < self.x_min) or np.any(init > 1.0) or not np.all(np.isfinite(init)):
+            raise InputError(f"design.initial must lie in [x_min, 1] = [{self.x_min}, 1]")
+
+    def initial_densities(self, n_elem: int) -> np.ndarray:
+        """The starting densities as an array of shape (n_elem,)."""
+        init = np.asarray(self.initial, dtype=float)
+        if init.ndim == 0:
+            return np.full(n_elem, float(init))
+        if init.shape != (n_elem,):
+            raise InputError(f"design.initial has shape {init.shape}; allowed: a number or shape ({n_elem},)")
+        return init.copy()
+
+
+_ELEMENTS = {
+    "tri1": skfem.ElementTriP1,
+    "tri2": skfem.ElementTriP2,
+    "quad1": skfem.ElementQuad1,
+    "quad2": skfem.ElementQuad2,
+    "tet1": skfem.ElementTetP1,
+    "tet2": skfem.ElementTetP2,
+    "hex1": skfem.ElementHex1,
+    "hex2": skfem.ElementHex2,
+    "hexs2": skfem.ElementHexS2,
+}
+
+
+def element_by_name(name: str) -> skfem.Element:
+    """A scalar scikit-fem element from a short name (``"quad1"``, ``"hex2"``, …)."""
+    try:
+        return _ELEMENTS[name.lower()]()
+    except KeyError:
+        raise InputError(f"element = {name!r}; allowed: {', '.join(_ELEMENTS)}") from None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything fem_eigopt needs to analyse (and later optimise) one structure.
+
+    Parameters
+    ----------
+    mesh : skfem.Mesh
+        The mesh (any scikit-fem mesh; see :mod:`fem_eigopt.mesh` for builders and file import).
+    element : skfem.Element or str
+        Scalar element for each displacement component (``skfem.ElementQuad2()`` or ``"quad2"``).
+    material : Material
+    supports : sequence of Support
+    point_masses : sequence of PointMass
+    analysis : Analysis
+    design : DensityDesign or None
+        Without a design the structure is analysed as solid (all scale factors 1).
+    objective, constraints, optimizer
+        Optimisation settings (see :mod:`fem_eigopt.optimize`); unused by the modal analysis.
+    name : str
+        Short name used for result folders; the loader sets it from the file name if empty.
+    description : str
+    source : str
+        Where the problem came from (file path); prefixes every error message.
+    """
+
+    mesh: skfem.Mesh
+    element: Any
+    material: Material
+    supports: tuple[Support, ...] = ()
+    point_masses: tuple[PointMass, ...] = ()
+    analysis: Analysis = field(default_factory=Analysis)
+    design: DensityDesign | None = None
+    objective: Any = None
+    constraints: tuple = ()
+    optimizer: Any = None
+    name: str = ""
+    description: str = ""
+    source: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = self.source
+        if not isinstance(self.mesh, skfem.Mesh):
+            raise fail(where, f"mesh is {type(self.mesh).__name__}; allowed: a scikit-fem Mesh")
+        element = self.element
+        if isinstance(element, str):
+            element = element_by_name(element)
+            object.__setattr__(self, "element", element)
+        if not isinstance(element, skfem.Element):
+            raise fail(where, f"element is {element!r}; allowed: a scikit-fem element or one of {', '.join(_ELEMENTS)}")
+        if type(element.refdom) is not type(self.mesh.elem.refdom):
+            raise fail(
+                where, f"element {type(element).__name__} does not fit a {type(self.mesh).__name__} "
+                f"(reference domain {element.refdom.__name__} vs {self.mesh.elem.refdom.__name__})"
+            )
+        dim = self.mesh.dim()
+        if dim == 3 and self.material.model != "solid":
+            raise fail(where, f"material.model = {self.material.model!r} on a 3D mesh; allowed: 'solid'")
+        if dim == 2 and self.material.model == "solid":
+            raise fail(where, f"material.model = 'solid' on a 2D mesh; allowed: 'plane_stress', 'plane_strain'")
+        object.__setattr__(self, "supports", tuple(self.supports))
+        object.__setattr__(self, "point_masses", tuple(self.point_masses))
+        object.__setattr__(self, "constraints", tuple(self.constraints))
+        for i, s in enumerate(self.supports):
+            if not isinstance(s, Support):
+                raise fail(where, f"supports[{i}] is {s!r}; allowed: a fem_eigopt.Support")
+            if isinstance(s.where, str) and (self.mesh.boundaries is None or s.where not in self.mesh.boundaries):
+                names = sorted(self.mesh.boundaries or {})
+                raise fail(
+                    where, f"supports[{i}] names boundary {s.where!r}; allowed: {', '.join(names) or 'none (the mesh has no named boundaries)'}"
+                )
+            if s.components is not None and not all(0 <= c < dim for c in s.components):
+                raise fail(where, f"supports[{i}].components = {s.components!r}; allowed: 0..{dim - 1}")
+        for i, pm in enumerate(self.point_masses):
+            if len(pm.at) != dim:
+                raise fail(where, f"point_masses[{i}].at = {pm.at!r}; allowed: {dim} coordinates")
+
+    @property
+    def label(self) -> str:
+        """The prefix of error messages about this problem (its file)."""
+        return self.source or self.name or "problem"
+
+    def with_changes(self, **changes: Any) -> "Problem":
+        """A copy with some fields replaced (validated again)."""
+        return replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------------------------
+# loading problem files
+
+
+def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, str]:
+    """Split ``["key=value", ...]`` into a dict; a malformed item is an :class:`InputError`."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _import_problem_module(path: Path):
+    if not path.exists():
+        raise InputError(f"{path}: no such problem file")
+    if path.is_dir() or path.suffix != ".py":
+        raise InputError(f"{path}: not a Python problem file; allowed: a .py file defining problem(**params)")
+    module_name = f"fem_eigopt_problem_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling (process pools) need it there
+    try:
+        spec.loader.exec_module(module)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    except Exception as exc:
+        raise InputError(f"{path}: importing the problem file failed: {type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, "problem", None)
+    if not callable(factory):
+        raise InputError(f"{path}: defines no function problem(**params) -> fem_eigopt.Problem")
+    return module, factory
+
+
+def problem_parameters(path: str | Path) -> dict[str, Any]:
+    """The user-settable parameters of a problem file and their defaults."""
+    _, factory = _import_problem_module(Path(path))
+    return {
+        name: p.default
+        for name, p in inspect.signature(factory).parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _parse_value(text: str, default: Any, where: str) -> Any:
+    """Parse ``text`` to the type of ``default`` (bool, int, float, str; others via literal_eval)."""
+    if isinstance(text, str) is False:
+        return text  # already a Python value (sweeps pass values, not strings)
+    try:
+        if isinstance(default, bool):
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, str):
+            return text
+        if default is None:
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return text
+        value = ast.literal_eval(text)
+        if isinstance(default, (tuple, list)) and not isinstance(value, (tuple, list)):
+            raise ValueError
+        return type(default)(value) if isinstance(default, (tuple, list)) else value
+    except (ValueError, SyntaxError, TypeError):
+        raise InputError(
+            f"{where} = {text!r}: expected {type(default).__name__} like the default {default!r}"
+        ) from None
+
+
+def load_problem(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Problem:
+    """Import a problem file and build its :class:`Problem`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The problem file (``problems/beam.py``).
+    overrides : mapping, optional
+        Parameter values by name; strings are parsed to the type of the parameter's default.
+
+    Raises
+    ------
+    InputError
+        Missing file, no ``problem`` factory, an unknown or ill-typed parameter, or an invalid
+        problem; the message names the file and the field.
+    """
+    path = Path(path)
+    _, factory = _import_problem_module(path)
+    params = {
+        name: p
+        for name, p in inspect.signature(factory).parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+    kwargs: dict[str, Any] = {}
+    for key, text in (overrides or {}).items():
+        if key not in params:
+            raise InputError(
+                f"{path}: unknown parameter {key!r}; accepted: {', '.join(params) or '(none)'}"
+            )
+        default = params[key].default
+        kwargs[key] = _parse_value(text, None if default is inspect.Parameter.empty else default, f"{path}: {key}")
+    try:
+        problem = factory(**kwargs)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    except Exception as exc:
+        raise InputError(f"{path}: problem({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(problem, Problem):
+        raise InputError(f"{path}: problem() returned {type(problem).__name__}; allowed: fem_eigopt.Problem")
+    values = {name: p.default for name, p in params.items()}
+    values.update(kwargs)
+    return replace(problem, source=str(path), name=problem.name or path.stem, parameters=values)
