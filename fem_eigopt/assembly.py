@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -78,6 +78,14 @@ class Model:
         Position of each global dof among the free dofs, -1 for fixed dofs.
     point_mass : ndarray (n_dofs,)
         Non-structural lumped mass on the diagonal of M (kg).
+    indptr, indices : ndarray of int32
+        The fixed CSR pattern of K and M on the free dofs (shared by every matrix produced).
+    assemble_K, assemble_M : csr_matrix (nnz, n_elem)
+        ``K.data = assemble_K @ s_K``: element-matrix entries at their CSR positions.
+    point_mass_data : ndarray (nnz,)
+        The point masses at the diagonal positions of the pattern.
+    entry_source : ndarray (nnz_A,)
+        ``assemble_K.data = Ke.ravel()[entry_source]`` (refill after element matrices change).
     """
 
     problem: Problem
@@ -95,6 +103,7 @@ class Model:
     assemble_K: sp.csr_matrix
     assemble_M: sp.csr_matrix
     point_mass_data: np.ndarray
+    entry_source: np.ndarray
 
     @property
     def n_elements(self) -> int:
@@ -133,6 +142,19 @@ class Model:
         """M on the free dofs (element mass factors ``scale`` plus the point masses)."""
         s = np.ones(self.n_elements) if scale is None else np.asarray(scale, dtype=float)
         return self._csr(self.assemble_M @ s + self.point_mass_data)
+
+    def with_element_matrices(self, Ke: np.ndarray, Me: np.ndarray, basis: skfem.Basis | None = None) -> "Model":
+        """A model with new element matrices (e.g. after node coordinates moved) on the same pattern.
+
+        No sorting or pattern work: the assembly operators are refilled through ``entry_source``.
+        """
+        if Ke.shape != self.Ke.shape or Me.shape != self.Me.shape:
+            raise ValueError(f"element matrices of shape {Ke.shape}, {Me.shape}; expected {self.Ke.shape}")
+        A_K = self.assemble_K.copy()
+        A_K.data = Ke.ravel()[self.entry_source]
+        A_M = self.assemble_M.copy()
+        A_M.data = Me.ravel()[self.entry_source]
+        return replace(self, Ke=Ke, Me=Me, assemble_K=A_K, assemble_M=A_M, basis=basis or self.basis)
 
     def expand(self, u_free: np.ndarray) -> np.ndarray:
         """Full-length vector(s) from free-dof vector(s), zeros at fixed dofs.
@@ -241,8 +263,13 @@ def build_model(problem: Problem) -> Model:
     indices = (unique_keys % n_free).astype(np.int32)
     indptr = np.concatenate(([0], np.cumsum(np.bincount(unique_keys // n_free, minlength=n_free)))).astype(np.int32)
     nnz = unique_keys.size
-    assemble_K = sp.csr_matrix((Ke.ravel()[keep], (position, elem)), shape=(nnz, n_elem))
-    assemble_M = sp.csr_matrix((Me.ravel()[keep], (position, elem)), shape=(nnz, n_elem))
+    # Build the operator once with entry numbers as values to learn where each element entry lands
+    # (exact in float64 up to 2**53 entries), so new element matrices refill it without a sort.
+    kept_entries = np.flatnonzero(keep)
+    numbering = sp.csr_matrix((np.arange(kept_entries.size, dtype=float), (position, elem)), shape=(nnz, n_elem))
+    entry_source = kept_entries[numbering.data.astype(np.int64)]
+    assemble_K = sp.csr_matrix((Ke.ravel()[entry_source], numbering.indices, numbering.indptr), shape=(nnz, n_elem))
+    assemble_M = sp.csr_matrix((Me.ravel()[entry_source], numbering.indices, numbering.indptr), shape=(nnz, n_elem))
 
     point_mass = _point_mass_vector(problem, basis)
     diag_pos = np.empty(n_free, dtype=np.int64)
@@ -258,4 +285,5 @@ def build_model(problem: Problem) -> Model:
         dof_component=dof_component, free_dofs=free, fixed_dofs=fixed, free_index=free_index,
         point_mass=point_mass, indptr=indptr, indices=indices,
         assemble_K=assemble_K, assemble_M=assemble_M, point_mass_data=point_mass_data,
+        entry_source=entry_source,
     )
