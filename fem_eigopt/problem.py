@@ -199,14 +199,47 @@ class DensityDesign:
         E(x)/E0, e.g. :class:`~fem_eigopt.materials.SIMP`.
     mass : Interpolation
         ρ(x)/ρ0, e.g. :class:`~fem_eigopt.materials.LinearMass` or ``TwoRangeMass``.
+    filter : {"density", "helmholtz", "none"}
+        Density filter (Bruns & Tortorelli 2001) or PDE filter (Lazarov & Sigmund 2011).
+    filter_radius : float or None
+        Filter radius in length units; ``None`` = 1.5 × the mean element size.
+    projection_beta : float
+        Initial β of the Heaviside projection (Wang, Lazarov & Sigmund 2011); 0 = no projection.
+    projection_eta : float
+        Threshold η of the projection.
+    beta_max, beta_factor, beta_every : float, float, int
+        β continuation: β ← β · factor every ``beta_every`` iterations up to ``beta_max``; the
+        optimiser restarts at each change.
+    passive_solid, passive_void : predicate or None
+        Elements whose centroid satisfies the predicate (x of shape (dim, n_elem) → bool) are fixed
+        at 1 (solid) or x_min (void) and are not design variables.
     """
 
     initial: Any = 0.5
     x_min: float = 1e-3
     stiffness: Interpolation = field(default_factory=SIMP)
     mass: Interpolation = field(default_factory=LinearMass)
+    filter: str = "density"
+    filter_radius: float | None = None
+    projection_beta: float = 0.0
+    projection_eta: float = 0.5
+    beta_max: float = 0.0
+    beta_factor: float = 2.0
+    beta_every: int = 50
+    passive_solid: Any = None
+    passive_void: Any = None
 
     def __post_init__(self) -> None:
+        if self.filter not in ("density", "helmholtz", "none"):
+            raise InputError(f"design.filter = {self.filter!r}; allowed: 'density', 'helmholtz', 'none'")
+        if self.filter_radius is not None and not (np.isfinite(self.filter_radius) and self.filter_radius > 0):
+            raise InputError(f"design.filter_radius = {self.filter_radius!r}; allowed: a length > 0 or None")
+        if not (self.projection_beta >= 0 and self.beta_max >= 0):
+            raise InputError(f"design.projection_beta = {self.projection_beta!r}, beta_max = {self.beta_max!r}; allowed: >= 0")
+        if not 0 < self.projection_eta < 1:
+            raise InputError(f"design.projection_eta = {self.projection_eta!r}; allowed: 0 < eta < 1")
+        if not (self.beta_factor > 1 and int(self.beta_every) >= 1):
+            raise InputError(f"design.beta_factor = {self.beta_factor!r}, beta_every = {self.beta_every!r}; allowed: factor > 1, every >= 1")
         if not 0.0 <= self.x_min < 1.0:
             raise InputError(f"design.x_min = {self.x_min!r}; allowed: 0 <= x_min < 1")
         init = np.asarray(self.initial, dtype=float)
