@@ -1,0 +1,662 @@
+"""Shape sensitivities: eigenvalues as functions of the mesh's vertex coordinates.
+
+Shape design moves the vertices ``X`` (shape (dim, n_vertices), metres) of a mesh with linear
+(vertex-based) geometry; the displacement dofs, their numbering, the supports and the sparse
+pattern stay the same. This module provides
+
+* :func:`model_at_coordinates` – the :class:`~fem_eigopt.assembly.Model` at moved vertices
+  (element matrices recomputed by scikit-fem, assembly refilled on the fixed pattern);
+* :func:`coordinate_gradient` – d/dX of element quadratic forms ``Σ_e s_e u_eᵀ K_e(X) v_e`` (and
+  the same for M) with the element vectors held fixed;
+* :func:`eigenvalue_coordinate_gradients` – dλ_i/dX = φ_iᵀ(∂K/∂X − λ_i ∂M/∂X)φ_i for simple,
+  M-normalised eigenpairs (Fox & Kapoor 1968, AIAA J. 6(12) 2426);
+* :class:`ShapeMap` and two maps from a few parameters p to X (:class:`LinearShapeMap`,
+  :class:`ProfileShapeMap`), each with its exact vector–Jacobian product;
+* :func:`check_coordinates` – moved-mesh validity (every Jacobian determinant keeps its sign);
+* :func:`eigenvalue_parameter_gradients` – the chain p → X → λ.
+
+Method: analytic derivative of the isoparametric map
+-----------------------------------------------------
+With the geometric element's reference gradients Γ_a(ξ) (scikit-fem's ``mesh.elem().lbasis``) the
+Jacobian at a quadrature point is ``J = Σ_a X_a ⊗ Γ_a`` (``J_ij = ∂x_i/∂ξ_j``), and it is linear in
+X. The field's reference gradients ``∂u/∂ξ = H_u`` do not depend on X, so with ``A = H_u J⁻¹``
+(= ∇_x u), ``B = H_v J⁻¹``, ``σ_B = μ(B + Bᵀ) + λ tr(B) I`` and ``W = A : σ_B``::
+
+    u_eᵀ K_e v_e = t Σ_q w_q |det J_q| W_q,          u_eᵀ M_e v_e = t ρ Σ_q w_q |det J_q| u_q·v_q.
+
+Using ∂(J⁻¹) = −J⁻¹ ∂J J⁻¹ and ∂|det J| = |det J| tr(J⁻¹ ∂J) (Magnus & Neudecker, *Matrix
+Differential Calculus*, 1999, ch. 8)::
+
+    ∂(u_eᵀ K_e v_e)/∂J_q = t w_q |det J_q| (W I − Aᵀσ_B − Bᵀσ_A) J_q⁻ᵀ
+    ∂(u_eᵀ M_e v_e)/∂J_q = t ρ w_q |det J_q| (u_q·v_q) J_q⁻ᵀ
+
+(the bracket is Eshelby's energy–momentum tensor, the integrand of the continuum shape derivative;
+Choi & Kim, *Structural Sensitivity Analysis and Optimization 1*, 2005, §6), and
+``∂/∂X_a = Σ_q (∂/∂J_q) Γ_a(ξ_q)``, scattered to the vertices with one ``np.bincount``.
+
+Why this and not the complex step at the element level: the analytic form is exact to round-off
+(the complex step is too, but needs its own complex element-matrix code, since scikit-fem's forms
+are real), costs about one element-matrix evaluation contracted with the vectors – the complex
+step needs one element evaluation per element coordinate (8 for a quad, 24 for a hexahedron) – and
+never forms ∂K_e: the working memory is a few arrays of n_elem · n_qp · dim² floats per mode,
+independent of n_edof. It also works unchanged for every Lagrange element (P1/P2, Q1/Q2, S2),
+because only the reference basis tables differ.
+
+Scope: meshes with linear geometry (MeshTri1, MeshQuad1, MeshTet1, MeshHex1); quadrature and basis
+tables are those of the model's own basis, so the forms agree with scikit-fem's element matrices to
+round-off. Point masses are attached to dofs and do not depend on X. The plane-stress thickness is
+a constant factor of K and M.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import skfem
+from scipy.interpolate import make_interp_spline
+
+from .assembly import Model, element_matrices
+from .errors import InputError
+from .modal import Modes
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ShapeMap",
+    "LinearShapeMap",
+    "ProfileShapeMap",
+    "check_coordinates",
+    "coordinate_gradient",
+    "eigenvalue_coordinate_gradients",
+    "eigenvalue_parameter_gradients",
+    "element_forms",
+    "model_at_coordinates",
+]
+
+# Meshes whose geometry is given by the vertices alone (the shape variables).
+_LINEAR_MESHES = (skfem.MeshTri1, skfem.MeshQuad1, skfem.MeshTet1, skfem.MeshHex1)
+
+
+# ----------------------------------------------------------------------------------------------
+# reference tables and geometry
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """Reference-element tables of a model (no dependence on X).
+
+    Attributes
+    ----------
+    weights : ndarray (n_qp,)
+        Quadrature weights on the reference element (those of the model's basis).
+    values : ndarray (n_sb, n_qp)
+        Scalar field basis functions at the quadrature points.
+    grads : ndarray (n_sb, dim, n_qp)
+        Their reference gradients ∂φ/∂ξ.
+    geom_grads : ndarray (n_gv, dim, n_qp)
+        Reference gradients of the geometric (vertex) basis at the quadrature points.
+    check_grads : ndarray (n_gv, dim, n_check)
+        The same at the reference corners and the quadrature points (validity check).
+    centroid_grads : ndarray (n_gv, dim, 1)
+        The same at the reference centroid (orientation of an element).
+    """
+
+    weights: np.ndarray
+    values: np.ndarray
+    grads: np.ndarray
+    geom_grads: np.ndarray
+    check_grads: np.ndarray
+    centroid_grads: np.ndarray
+
+
+def _tables(element: skfem.Element, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values (n_b, n_pts) and reference gradients (n_b, dim, n_pts) of all local basis functions."""
+    pairs = [element.lbasis(points, i) for i in range(element.doflocs.shape[0])]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def _reference(model: Model) -> _Reference:
+    mesh = model.basis.mesh
+    if type(mesh) not in _LINEAR_MESHES:
+        raise InputError(
+            f"mesh = {type(mesh).__name__}; allowed for shape design: MeshTri1, MeshQuad1, MeshTet1, "
+            "MeshHex1 (linear geometry)"
+        )
+    vector = model.basis.elem
+    scalar = vector.elem if isinstance(vector, skfem.ElementVector) else vector
+    points, weights = model.basis.quadrature
+    values, grads = _tables(scalar, points)
+    geom = mesh.elem()
+    _, geom_grads = _tables(geom, points)
+    corners = geom.doflocs.T  # (dim, n_gv) reference vertices
+    _, check_grads = _tables(geom, np.hstack([corners, points]))
+    _, centroid_grads = _tables(geom, corners.mean(axis=1, keepdims=True))
+    return _Reference(np.asarray(weights, dtype=float), values, grads, geom_grads, check_grads, centroid_grads)
+
+
+def _coordinates(model: Model, X: np.ndarray | None, name: str = "X") -> np.ndarray:
+    """``X`` checked against the model's mesh (default: the model's own vertices)."""
+    p = model.basis.mesh.p
+    if X is None:
+        return p
+    X = np.asarray(X, dtype=float)
+    if X.shape != p.shape:
+        raise InputError(f"{name} has shape {X.shape}; allowed: {p.shape} (dim, n_vertices)")
+    if not np.all(np.isfinite(X)):
+        raise InputError(f"{name} has non-finite entries; allowed: finite coordinates")
+    return X
+
+
+def _jacobians(X: np.ndarray, t: np.ndarray, geom_grads: np.ndarray) -> np.ndarray:
+    """J[e, q, i, j] = ∂x_i/∂ξ_j = Σ_a X[i, t[a, e]] Γ[a, j, q]; shape (n_elem, n_q, dim, dim)."""
+    return np.einsum("iae,ajq->eqij", X[:, t], geom_grads, optimize=True)
+
+
+def _material(model: Model) -> tuple[float, float, float, float]:
+    """(λ, μ, ρ, thickness) as :func:`~fem_eigopt.assembly.build_model` uses them."""
+    material = model.problem.material
+    lam, mu = material.lame()
+    thickness = material.thickness if model.dim == 2 else 1.0
+    return lam, mu, material.density, thickness
+
+
+def _scale(s: np.ndarray | None, n_elem: int, name: str) -> np.ndarray:
+    if s is None:
+        return np.ones(n_elem)
+    s = np.asarray(s, dtype=float)
+    if s.shape != (n_elem,):
+        raise InputError(f"{name} has shape {s.shape}; allowed: ({n_elem},) element factors")
+    return s
+
+
+def _element_vectors(model: Model, U: np.ndarray, name: str) -> np.ndarray:
+    """Gathered element vectors (n_elem, n_edof[, k]) → (n_elem, n_sb, dim, k)."""
+    U = np.asarray(U, dtype=float)
+    n_elem, n_edof = model.element_dofs.shape
+    if U.ndim == 2:
+        U = U[:, :, None]
+    if U.ndim != 3 or U.shape[:2] != (n_elem, n_edof):
+        raise InputError(f"{name} has shape {U.shape}; allowed: ({n_elem}, {n_edof}, k) element vectors")
+    # local dof i of ElementVector is component i % dim of scalar basis function i // dim
+    return U.reshape(n_elem, n_edof // model.dim, model.dim, U.shape[2])
+
+
+class _Geometry:
+    """J⁻¹ and |det J| at the quadrature points of all elements for vertex coordinates X."""
+
+    def __init__(self, ref: _Reference, t: np.ndarray, X: np.ndarray) -> None:
+        J = _jacobians(X, t, ref.geom_grads)
+        self.inv = np.linalg.inv(J)  # (n_elem, n_q, dim, dim), batched LAPACK: no element loop
+        self.dx = np.abs(np.linalg.det(J)) * ref.weights  # (n_elem, n_q): w_q |det J_q|
+
+
+def _gradients(ref: _Reference, geo: _Geometry, Ue: np.ndarray) -> np.ndarray:
+    """∇_x u at the quadrature points: (n_elem, n_q, dim_u, dim_x) from Ue (n_elem, n_sb, dim)."""
+    H = np.einsum("eac,ajq->eqcj", Ue, ref.grads, optimize=True)  # ∂u_c/∂ξ_j
+    return H @ geo.inv
+
+
+def _values(ref: _Reference, Ue: np.ndarray) -> np.ndarray:
+    """u at the quadrature points: (n_elem, n_q, dim)."""
+    return np.einsum("eac,aq->eqc", Ue, ref.values, optimize=True)
+
+
+def _stress(A: np.ndarray, lam: float, mu: float) -> np.ndarray:
+    """σ = μ(A + Aᵀ) + λ tr(A) I for displacement gradients A (..., dim, dim)."""
+    sigma = mu * (A + np.swapaxes(A, -1, -2))
+    tr = np.trace(A, axis1=-2, axis2=-1)
+    idx = np.arange(A.shape[-1])
+    sigma[..., idx, idx] += lam * tr[..., None]
+    return sigma
+
+
+# ----------------------------------------------------------------------------------------------
+# element matrices and forms at moved vertices
+
+
+def model_at_coordinates(model: Model, X: np.ndarray) -> Model:
+    """The model with its mesh vertices at ``X``: same dofs, supports, point masses and pattern.
+
+    Parameters
+    ----------
+    model : Model
+        The reference model (from :func:`~fem_eigopt.assembly.build_model`).
+    X : ndarray (dim, n_vertices)
+        New vertex coordinates (m).
+
+    Returns
+    -------
+    Model
+        New mesh (the mesh type's constructor with the same ``t`` and named boundaries), new basis
+        with the model's quadrature rule, ``Ke``/``Me`` recomputed by
+        :func:`~fem_eigopt.assembly.element_matrices`, the assembly refilled by
+        :meth:`~fem_eigopt.assembly.Model.with_element_matrices`; ``problem.mesh`` is the new mesh.
+    """
+    _reference(model)  # checks the mesh type
+    X = _coordinates(model, X)
+    mesh0 = model.basis.mesh
+    mesh = type(mesh0)(X.copy(), mesh0.t.copy(), _boundaries=mesh0.boundaries, _subdomains=mesh0.subdomains)
+    basis = skfem.Basis(mesh, model.basis.elem, quadrature=model.basis.quadrature)
+    if not np.array_equal(basis.element_dofs.T, model.element_dofs):
+        # the mesh constructor reordered elements or vertices: the dofs would no longer match
+        raise RuntimeError("the moved mesh numbers its degrees of freedom differently from the model")
+    lam, mu, density, thickness = _material(model)
+    Ke, Me = element_matrices(basis, lam, mu, density, thickness)
+    moved = model.with_element_matrices(Ke, Me, basis)
+    return replace(moved, problem=replace(model.problem, mesh=mesh))
+
+
+def element_forms(model: Model, U: np.ndarray, V: np.ndarray, X: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Element quadratic forms ``u_eᵀ K_e(X) v_e`` and ``u_eᵀ M_e(X) v_e`` without forming K_e, M_e.
+
+    Evaluated with this module's own geometry (the path the gradients differentiate), so comparing
+    it with scikit-fem's element matrices checks the reference tables and the map.
+
+    Parameters
+    ----------
+    model : Model
+    U, V : ndarray (n_elem, n_edof, k) or (n_elem, n_edof)
+        Gathered element vectors (``model.element_values``).
+    X : ndarray (dim, n_vertices), optional
+        Vertex coordinates (m); default the model's.
+
+    Returns
+    -------
+    uKv, uMv : ndarray (n_elem, k)
+        Unit-scale (s = 1) forms; units of K·u·v and M·u·v.
+    """
+    ref = _reference(model)
+    geo = _Geometry(ref, model.basis.mesh.t, _coordinates(model, X))
+    Ue, Ve = _element_vectors(model, U, "U"), _element_vectors(model, V, "V")
+    if Ue.shape != Ve.shape:
+        raise InputError(f"U has shape {U.shape} and V {V.shape}; allowed: equal shapes")
+    lam, mu, density, thickness = _material(model)
+    k = Ue.shape[3]
+    uKv = np.empty((Ue.shape[0], k))
+    uMv = np.empty((Ue.shape[0], k))
+    for j in range(k):  # loop over vectors (modes), not elements
+        A, B = _gradients(ref, geo, Ue[..., j]), _gradients(ref, geo, Ve[..., j])
+        W = np.einsum("eqij,eqij->eq", A, _stress(B, lam, mu))
+        uv = np.einsum("eqc,eqc->eq", _values(ref, Ue[..., j]), _values(ref, Ve[..., j]))
+        uKv[:, j] = thickness * np.einsum("eq,eq->e", geo.dx, W)
+        uMv[:, j] = thickness * density * np.einsum("eq,eq->e", geo.dx, uv)
+    return uKv, uMv
+
+
+# ----------------------------------------------------------------------------------------------
+# coordinate gradients
+
+
+def _momentum(ref: _Reference, geo: _Geometry, Ue: np.ndarray, Ve: np.ndarray, aK: np.ndarray, aM: np.ndarray,
+              lam: float, mu: float) -> np.ndarray:
+    """Σ-able ∂f/∂J integrand (without w|det J| J⁻ᵀ) for one vector pair: (n_elem, n_q, dim, dim).
+
+    ``aK``, ``aM`` (n_elem,) are the per-element factors of the stiffness and mass forms (they
+    include thickness and density).
+    """
+    A, B = _gradients(ref, geo, Ue), _gradients(ref, geo, Ve)
+    sA, sB = _stress(A, lam, mu), _stress(B, lam, mu)
+    W = np.einsum("eqij,eqij->eq", A, sB)
+    uv = np.einsum("eqc,eqc->eq", _values(ref, Ue), _values(ref, Ve))
+    # Eshelby tensor W I − Aᵀσ_B − Bᵀσ_A for K; (u·v) I for M
+    E = -aK[:, None, None, None] * (np.swapaxes(A, -1, -2) @ sB + np.swapaxes(B, -1, -2) @ sA)
+    diag = aK[:, None] * W + aM[:, None] * uv
+    idx = np.arange(A.shape[-1])
+    E[..., idx, idx] += diag[..., None]
+    return E
+
+
+def _to_vertices(ref: _Reference, geo: _Geometry, t: np.ndarray, E: np.ndarray, n_vertices: int) -> np.ndarray:
+    """∂f/∂X (dim, n_vertices) from the integrands E (n_elem, n_q, dim, dim)."""
+    dJ = geo.dx[:, :, None, None] * (E @ np.swapaxes(geo.inv, -1, -2))  # ∂f/∂J_q
+    dXe = np.einsum("eqij,ajq->eia", dJ, ref.geom_grads, optimize=True)  # (n_elem, dim, n_gv)
+    vertex = t.T.ravel()
+    return np.stack([np.bincount(vertex, weights=dXe[:, i, :].ravel(), minlength=n_vertices)
+                     for i in range(dXe.shape[1])])
+
+
+def coordinate_gradient(
+    model: Model,
+    U: np.ndarray,
+    V: np.ndarray,
+    wK: Sequence[float] | np.ndarray,
+    wM: Sequence[float] | np.ndarray,
+    s_K: np.ndarray | None = None,
+    s_M: np.ndarray | None = None,
+    X: np.ndarray | None = None,
+) -> np.ndarray:
+    """d/dX of ``Σ_e [s_K,e Σ_k wK_k u_k,eᵀ K_e(X) v_k,e + s_M,e Σ_k wM_k u_k,eᵀ M_e(X) v_k,e]``.
+
+    The element vectors are held fixed; no element matrix, no ∂K_e and no global matrix is formed.
+
+    Parameters
+    ----------
+    model : Model
+        Supplies the dofs, the material and the reference mesh (mesh type, ``t``).
+    U, V : ndarray (n_elem, n_edof, k) or (n_elem, n_edof)
+        Gathered element vectors (``model.element_values``).
+    wK, wM : array_like (k,)
+        Weights of the stiffness and mass forms of each vector pair.
+    s_K, s_M : ndarray (n_elem,), optional
+        Element scale factors of K and M (default 1).
+    X : ndarray (dim, n_vertices), optional
+        Vertex coordinates at which to differentiate (m); default the model's own.
+
+    Returns
+    -------
+    ndarray (dim, n_vertices)
+        The gradient (units of the form per metre).
+    """
+    ref = _reference(model)
+    mesh = model.basis.mesh
+    X = _coordinates(model, X)
+    Ue, Ve = _element_vectors(model, U, "U"), _element_vectors(model, V, "V")
+    if Ue.shape != Ve.shape:
+        raise InputError(f"U has shape {np.shape(U)} and V {np.shape(V)}; allowed: equal shapes")
+    k = Ue.shape[3]
+    wK, wM = np.asarray(wK, dtype=float).reshape(-1), np.asarray(wM, dtype=float).reshape(-1)
+    if wK.shape != (k,) or wM.shape != (k,):
+        raise InputError(f"wK, wM have shapes {wK.shape}, {wM.shape}; allowed: ({k},), one weight per vector")
+    n_elem = Ue.shape[0]
+    s_K, s_M = _scale(s_K, n_elem, "s_K"), _scale(s_M, n_elem, "s_M")
+    lam, mu, density, thickness = _material(model)
+    geo = _Geometry(ref, mesh.t, X)
+    E = np.zeros(geo.inv.shape)
+    for j in range(k):  # loop over vector pairs (modes), each vectorised over elements
+        E += _momentum(ref, geo, Ue[..., j], Ve[..., j], thickness * wK[j] * s_K,
+                       thickness * density * wM[j] * s_M, lam, mu)
+    return _to_vertices(ref, geo, mesh.t, E, X.shape[1])
+
+
+def eigenvalue_coordinate_gradients(
+    model: Model,
+    modes: Modes,
+    s_K: np.ndarray | None = None,
+    s_M: np.ndarray | None = None,
+    X: np.ndarray | None = None,
+) -> np.ndarray:
+    """dλ_i/dX = φ_iᵀ(∂K/∂X − λ_i ∂M/∂X)φ_i for every mode (Fox & Kapoor 1968).
+
+    Parameters
+    ----------
+    model : Model
+        The model the modes belong to (at coordinates ``X``).
+    modes : Modes
+        M-normalised eigenpairs on the free dofs (``vectors`` (n_free, k)). Valid for simple
+        eigenvalues; for a repeated one the result is one element of the non-smooth cluster
+        derivative (a warning is logged).
+    s_K, s_M : ndarray (n_elem,), optional
+        Element scale factors with which K and M were assembled (default 1).
+    X : ndarray (dim, n_vertices), optional
+        Vertex coordinates of the analysed geometry (m); default the model's own.
+
+    Returns
+    -------
+    ndarray (k, dim, n_vertices)
+        Gradients of the eigenvalues ((rad/s)² per metre).
+    """
+    if modes.clusters:
+        logger.warning("eigenvalue_coordinate_gradients: repeated eigenvalues %s are not differentiable; "
+                       "the gradients of their members are not meaningful", modes.clusters)
+    ref = _reference(model)
+    mesh = model.basis.mesh
+    X = _coordinates(model, X)
+    Phi = _element_vectors(model, model.element_values(np.asarray(modes.vectors)), "modes.vectors")
+    n_elem = Phi.shape[0]
+    s_K, s_M = _scale(s_K, n_elem, "s_K"), _scale(s_M, n_elem, "s_M")
+    lam, mu, density, thickness = _material(model)
+    geo = _Geometry(ref, mesh.t, X)
+    out = np.empty((Phi.shape[3],) + X.shape)
+    for i, eigenvalue in enumerate(np.asarray(modes.eigenvalues, dtype=float)):
+        E = _momentum(ref, geo, Phi[..., i], Phi[..., i], thickness * s_K,
+                      -eigenvalue * thickness * density * s_M, lam, mu)
+        out[i] = _to_vertices(ref, geo, mesh.t, E, X.shape[1])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# validity of a moved mesh
+
+
+def check_coordinates(model: Model, X: np.ndarray, params: np.ndarray | None = None) -> float:
+    """Check that no element of the mesh at ``X`` is inverted or degenerate.
+
+    An element is valid when its Jacobian determinant, at every reference corner and quadrature
+    point, has the sign it has at the centroid of the same element in the model's own mesh
+    (scikit-fem's structured meshes mix orientations, so "positive" means "as in the reference").
+    For simplices det J is constant; for bilinear quadrilaterals it is linear in each reference
+    coordinate, so the corners decide; for hexahedra the corners and quadrature points are the
+    usual practical test.
+
+    Parameters
+    ----------
+    model : Model
+        Reference model (mesh topology and orientation).
+    X : ndarray (dim, n_vertices)
+        Moved vertex coordinates (m).
+    params : ndarray, optional
+        Shape parameters that produced ``X``, named in the error message.
+
+    Returns
+    -------
+    float
+        The smallest ratio det J(X) / |det J(reference)| over all elements and check points
+        (> 0 for a valid mesh; 1 for an unmoved one).
+
+    Raises
+    ------
+    InputError
+        If some element is inverted or degenerate; names the parameter values and the elements.
+    """
+    ref = _reference(model)
+    mesh = model.basis.mesh
+    X = _coordinates(model, X)
+    det0 = np.linalg.det(_jacobians(mesh.p, mesh.t, ref.centroid_grads))[:, 0]  # (n_elem,)
+    det = np.linalg.det(_jacobians(X, mesh.t, ref.check_grads))  # (n_elem, n_check)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (det * np.sign(det0)[:, None]).min(axis=1) / np.abs(det0)
+    bad = np.flatnonzero(~(ratio > 1e-12))
+    if bad.size:
+        what = "vertex coordinates X" if params is None else \
+            f"shape parameters p = {np.array2string(np.asarray(params, dtype=float), precision=6, separator=', ')}"
+        listed = ", ".join(str(e) for e in bad[:5]) + (", …" if bad.size > 5 else "")
+        raise InputError(
+            f"{what} invert or degenerate {bad.size} element(s) ({listed}; det J ratio {ratio[bad[0]]:.3g}); "
+            "allowed: values keeping every element's Jacobian determinant positive"
+        )
+    return float(ratio.min())
+
+
+# ----------------------------------------------------------------------------------------------
+# shape parameters → vertex coordinates
+
+
+class ShapeMap(ABC):
+    """A map from shape parameters p (n_params,) to vertex coordinates X (dim, n_vertices).
+
+    Subclasses implement :meth:`coordinates` and :meth:`vjp` (the transpose of the Jacobian
+    dX/dp applied to a coordinate gradient); :meth:`jvp` is the Jacobian applied to a parameter
+    direction.
+    """
+
+    n_params: int
+
+    @abstractmethod
+    def coordinates(self, p: np.ndarray) -> np.ndarray:
+        """Vertex coordinates X(p), shape (dim, n_vertices) (m)."""
+
+    @abstractmethod
+    def vjp(self, p: np.ndarray, dX: np.ndarray) -> np.ndarray:
+        """(dX/dp)ᵀ dX: ``dX`` of shape (..., dim, n_vertices) → (..., n_params)."""
+
+    @abstractmethod
+    def jvp(self, p: np.ndarray, dp: np.ndarray) -> np.ndarray:
+        """(dX/dp) dp: ``dp`` (n_params,) → (dim, n_vertices)."""
+
+    def _check_params(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=float)
+        if p.shape != (self.n_params,) or not np.all(np.isfinite(p)):
+            raise InputError(f"shape parameters p = {p!r}; allowed: {self.n_params} finite numbers")
+        return p
+
+
+class LinearShapeMap(ShapeMap):
+    """X(p) = X0 + Σ_j p_j V_j with fixed velocity fields V_j.
+
+    Parameters
+    ----------
+    X0 : ndarray (dim, n_vertices)
+        Coordinates at p = 0 (m).
+    velocities : ndarray (n_params, dim, n_vertices)
+        Vertex velocity of each parameter (m per unit of p_j).
+    """
+
+    def __init__(self, X0: np.ndarray, velocities: np.ndarray) -> None:
+        X0 = np.asarray(X0, dtype=float)
+        V = np.asarray(velocities, dtype=float)
+        if X0.ndim != 2 or not np.all(np.isfinite(X0)):
+            raise InputError(f"X0 has shape {X0.shape}; allowed: (dim, n_vertices) finite coordinates")
+        if V.ndim != 3 or V.shape[1:] != X0.shape or not np.all(np.isfinite(V)):
+            raise InputError(f"velocities have shape {V.shape}; allowed: (n_params, {X0.shape[0]}, {X0.shape[1]}) "
+                             "finite values")
+        self.X0, self.velocities, self.n_params = X0, V, V.shape[0]
+
+    def coordinates(self, p: np.ndarray) -> np.ndarray:
+        return self.X0 + self.jvp(p, p)
+
+    def jvp(self, p: np.ndarray, dp: np.ndarray) -> np.ndarray:
+        return np.einsum("j,jdn->dn", self._check_params(dp), self.velocities)
+
+    def vjp(self, p: np.ndarray, dX: np.ndarray) -> np.ndarray:
+        self._check_params(p)
+        return np.einsum("jdn,...dn->...j", self.velocities, np.asarray(dX, dtype=float))
+
+
+class ProfileShapeMap(ShapeMap):
+    """Thickness profile h(x) of a bar: vertices move proportionally across the bar.
+
+    The reference mesh spans ``[y_min, y_min + H0]`` across (``across`` axis, default y). With the
+    fixed side ``y_f`` (``y_min`` for ``fixed="bottom"``, ``y_max`` for ``"top"``) a vertex at
+    ``(x, y_ref)`` moves to::
+
+        y = y_f + (y_ref − y_f) / H0 · h(x),     h(x) = Σ_j p_j B_j(x),
+
+    so the free side follows ``y_f ± h(x)`` and the other coordinates stay. ``h`` interpolates the
+    control values ``p`` at the control abscissae ``x_controls``: piecewise linear (``"linear"``) or
+    a natural cubic spline (``"cubic"``, zero curvature at both ends; de Boor, *A Practical Guide
+    to Splines*, 1978, ch. IV). Both are linear in p, so the cardinal functions B_j are computed
+    once (spline of the identity matrix) and the map and its vjp are exact. ``fixed="top"`` gives
+    an underside profile (a marimba bar with a flat top). The controls must cover the bar's x-range
+    (no extrapolation); ``p = H0`` everywhere reproduces the reference mesh.
+
+    Parameters
+    ----------
+    mesh : skfem.Mesh
+        Reference mesh (any dimension; other coordinates than ``across`` are kept).
+    x_controls : array_like (n_params,)
+        Strictly increasing control abscissae (m).
+    kind : {"linear", "cubic"}
+    along, across : int
+        Axis of x and of the thickness direction.
+    fixed : {"bottom", "top"}
+        The side that stays put.
+    """
+
+    def __init__(self, mesh: skfem.Mesh, x_controls: Sequence[float], kind: str = "cubic", along: int = 0,
+                 across: int = 1, fixed: str = "bottom") -> None:
+        dim = mesh.p.shape[0]
+        if along == across or not (0 <= along < dim and 0 <= across < dim):
+            raise InputError(f"profile axes along = {along!r}, across = {across!r}; allowed: two different axes "
+                             f"in 0..{dim - 1}")
+        if kind not in ("linear", "cubic"):
+            raise InputError(f"profile kind = {kind!r}; allowed: 'linear', 'cubic'")
+        if fixed not in ("bottom", "top"):
+            raise InputError(f"profile fixed = {fixed!r}; allowed: 'bottom', 'top'")
+        xc = np.asarray(x_controls, dtype=float)
+        n_min = 2 if kind == "linear" else 3
+        if xc.ndim != 1 or xc.size < n_min or not np.all(np.isfinite(xc)) or not np.all(np.diff(xc) > 0):
+            raise InputError(f"x_controls = {x_controls!r}; allowed: >= {n_min} strictly increasing numbers")
+        x, y = mesh.p[along], mesh.p[across]
+        span = float(x.max() - x.min()) or 1.0
+        if xc[0] > x.min() + 1e-9 * span or xc[-1] < x.max() - 1e-9 * span:
+            raise InputError(f"x_controls span [{xc[0]:g}, {xc[-1]:g}]; allowed: covering the bar's "
+                             f"[{x.min():g}, {x.max():g}]")
+        self.height = float(y.max() - y.min())
+        if not self.height > 0:
+            raise InputError("profile mesh has zero thickness; allowed: a mesh with extent across > 0")
+        y_fixed = float(y.min() if fixed == "bottom" else y.max())
+        spline = make_interp_spline(xc, np.eye(xc.size), k=1 if kind == "linear" else 3, axis=0,
+                                    bc_type=None if kind == "linear" else "natural")
+        self.basis = spline(np.clip(x, xc[0], xc[-1]))  # (n_vertices, n_params): B_j(x_n)
+        self.fraction = (y - y_fixed) / self.height  # (n_vertices,), in [0, 1] or [-1, 0]
+        self.base = mesh.p.astype(float).copy()
+        self.base[across] = y_fixed
+        self.x_controls, self.kind, self.across, self.n_params = xc, kind, across, xc.size
+
+    def reference_parameters(self) -> np.ndarray:
+        """p giving back the reference mesh: h = H0 at every control point."""
+        return np.full(self.n_params, self.height)
+
+    def profile(self, p: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """h(x) for parameters p at abscissae x (m), by the same interpolation."""
+        p = self._check_params(p)
+        spline = make_interp_spline(self.x_controls, p, k=1 if self.kind == "linear" else 3,
+                                    bc_type=None if self.kind == "linear" else "natural")
+        return spline(np.asarray(x, dtype=float))
+
+    def coordinates(self, p: np.ndarray) -> np.ndarray:
+        X = self.base.copy()
+        X[self.across] += self.fraction * (self.basis @ self._check_params(p))
+        return X
+
+    def jvp(self, p: np.ndarray, dp: np.ndarray) -> np.ndarray:
+        dX = np.zeros_like(self.base)
+        dX[self.across] = self.fraction * (self.basis @ self._check_params(dp))
+        return dX
+
+    def vjp(self, p: np.ndarray, dX: np.ndarray) -> np.ndarray:
+        self._check_params(p)
+        dX = np.asarray(dX, dtype=float)
+        return (dX[..., self.across, :] * self.fraction) @ self.basis
+
+
+# ----------------------------------------------------------------------------------------------
+# the chain p → X → λ
+
+
+def eigenvalue_parameter_gradients(
+    model0: Model,
+    shape_map: ShapeMap,
+    p: np.ndarray,
+    modes_at_p: Modes,
+    s_K: np.ndarray | None = None,
+    s_M: np.ndarray | None = None,
+) -> np.ndarray:
+    """dλ_i/dp_j for the eigenpairs of the model at X(p).
+
+    Parameters
+    ----------
+    model0 : Model
+        The reference model (dofs, material, mesh topology); its own coordinates are not used.
+    shape_map : ShapeMap
+    p : ndarray (n_params,)
+        Shape parameters at which ``modes_at_p`` were computed (from
+        ``model_at_coordinates(model0, shape_map.coordinates(p))``).
+    modes_at_p : Modes
+        M-normalised, simple eigenpairs at p.
+    s_K, s_M : ndarray (n_elem,), optional
+        Element scale factors used in the assembly.
+
+    Returns
+    -------
+    ndarray (k, n_params)
+        Eigenvalue gradients ((rad/s)² per unit of p).
+    """
+    X = shape_map.coordinates(p)
+    dX = eigenvalue_coordinate_gradients(model0, modes_at_p, s_K=s_K, s_M=s_M, X=X)
+    return shape_map.vjp(p, dX)
