@@ -1,0 +1,716 @@
+"""Element-by-element sensitivities of eigenvalues, eigenvalue clusters and eigenvector functionals.
+
+Everything here returns gradients with respect to the element **scale factors** ``s_K`` and ``s_M``
+of the assembler (``K = Σ_e s_K,e K_e``, ``M = Σ_e s_M,e M_e + point masses``, see
+:mod:`fem_eigopt.assembly`); callers chain them through the material interpolation, projection and
+filter. No global ∂K/∂s_e is ever formed: every derivative of a matrix ``A`` contracted with two
+vectors is a per-element quadratic form ``a_eᵀ A_e b_e``, computed for all elements (and all vector
+pairs) at once by :func:`element_quadratic_forms`, as in top88's ``sum((U(edofMat)*KE).*U(edofMat),2)``
+(Andreassen et al. 2011).
+
+Contents
+--------
+Simple eigenvalues
+    :func:`eigenvalue_scale_gradients` — ``dλ_i/ds_K,e = φ_i,eᵀ K_e φ_i,e``,
+    ``dλ_i/ds_M,e = −λ_i φ_i,eᵀ M_e φ_i,e`` for M-normalised φ_i (e.g. Haftka & Gürdal 1992).
+Repeated eigenvalues (Seyranian, Lund & Olhoff 1994; Du & Olhoff 2007)
+    :func:`cluster_scale_matrices`, :func:`cluster_directional_derivatives`,
+    :func:`cluster_sum_gradient`, :func:`cluster_generalized_gradients`.
+Eigenvector functionals (Nelson 1976; Lee, Jung & Lee 1999)
+    :func:`eigenvector_adjoint` with a direct (Nelson-reduced sparse factorisation) or an iterative
+    (MINRES, preconditioned by the modal solver's factorisation of K − σM, deflated by the computed
+    modes) adjoint solve; example functionals :class:`ModalAmplitude`, :class:`QuadraticForm`,
+    :class:`ModalAssurance`, :func:`mass_weighted_mac`.
+General objectives g(λ_1..λ_k, φ_1..φ_k)
+    :func:`scale_factor_gradient`.
+
+References
+----------
+- R. B. Nelson, "Simplified calculation of eigenvector derivatives", AIAA J. 14(9):1201–1205, 1976.
+- A. P. Seyranian, E. Lund, N. Olhoff, "Multiple eigenvalues in structural optimization problems",
+  Struct. Optim. 8:207–227, 1994.
+- T. H. Lee, K. H. Jung, I. W. Lee, "Numerical methods for eigenvector derivatives of eigenproblems"
+  (algebraic method with the bordered matrix), Comput. Struct. 70:121–127, 1999.
+- N. Du, N. Olhoff, "Topological design of freely vibrating continuum structures for maximum values
+  of simple and multiple eigenfrequencies and frequency gaps", Struct. Multidisc. Optim.
+  34:91–110, 2007.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .assembly import Model
+from .errors import InputError
+from .linalg import Factorization, make_factorization
+from .modal import Modes, shifted_matrix
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "element_quadratic_forms",
+    "eigenvalue_scale_gradients",
+    "cluster_scale_matrices",
+    "cluster_directional_derivatives",
+    "cluster_sum_gradient",
+    "cluster_generalized_gradients",
+    "eigenvector_adjoint",
+    "adjoint_vector",
+    "scale_factor_gradient",
+    "ModalAmplitude",
+    "QuadraticForm",
+    "ModalAssurance",
+    "mass_weighted_mac",
+]
+
+_SOLVERS = ("direct", "minres")
+
+
+# ---------------------------------------------------------------------------------------------
+# The one contraction everything uses
+# ---------------------------------------------------------------------------------------------
+
+def element_quadratic_forms(A_e: np.ndarray, U: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
+    """``u_eᵀ A_e v_e`` for every element and every vector pair at once.
+
+    Parameters
+    ----------
+    A_e : ndarray (n_elem, n_edof, n_edof)
+        Element matrices (e.g. ``model.Ke``, ``model.Me``).
+    U : ndarray (n_elem, n_edof, k) or (n_elem, n_edof)
+        Gathered element vectors (``model.element_values``), k of them.
+    V : ndarray like ``U``, optional
+        Second vectors of each pair; ``V = U`` when omitted.
+
+    Returns
+    -------
+    ndarray (n_elem, k), or (n_elem,) for 2-D ``U``
+        Units: those of ``A_e`` times those of ``u`` and ``v``.
+
+    Notes
+    -----
+    Computed as a batched product ``W = A_e @ V`` (n_elem, n_edof, k) followed by one einsum
+    ``Σ_a U[e,a,k] W[e,a,k]``: extra memory O(n_elem·n_edof·k), never (n_elem, n_edof, n_edof, k).
+    A single three-operand einsum gives the same numbers but is 3–6× slower (numpy's einsum does
+    not use the batched matmul kernel); measured in ``benchmarks/bench_adjoint.py``.
+    """
+    A_e = np.asarray(A_e)
+    U = np.asarray(U)
+    flat = U.ndim == 2
+    if flat:
+        U = U[:, :, None]
+    V = U if V is None else (np.asarray(V)[:, :, None] if flat else np.asarray(V))
+    if A_e.ndim != 3 or U.shape[:2] != A_e.shape[:2] or V.shape != U.shape:
+        raise ValueError(f"element_quadratic_forms: A_e {A_e.shape}, U {U.shape}, V {V.shape}; expected "
+                         "(n_elem, n_edof, n_edof), (n_elem, n_edof, k), (n_elem, n_edof, k)")
+    out = np.einsum("eak,eak->ek", U, A_e @ V)
+    return out[:, 0] if flat else out
+
+
+def _gather(model: Model, vectors: np.ndarray) -> np.ndarray:
+    """Free-dof vectors (n_free, k) → element vectors (n_elem, n_edof, k), zeros at fixed dofs."""
+    return model.element_values(np.asarray(vectors, dtype=float))
+
+
+# ---------------------------------------------------------------------------------------------
+# Simple eigenvalues
+# ---------------------------------------------------------------------------------------------
+
+def eigenvalue_scale_gradients(model: Model, modes: Modes,
+                               indices: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of simple eigenvalues with respect to the element scale factors.
+
+    With ``K φ = λ M φ`` and ``φᵀ M φ = 1``, differentiating gives ``dλ = φᵀ(dK − λ dM)φ``, hence
+    per element::
+
+        dλ_i/ds_K,e = φ_i,eᵀ K_e φ_i,e,        dλ_i/ds_M,e = −λ_i φ_i,eᵀ M_e φ_i,e
+
+    (the point masses do not depend on the design).
+
+    Parameters
+    ----------
+    model : Model
+    modes : Modes
+        M-normalised eigenpairs of the current design.
+    indices : sequence of int, optional
+        Which modes (default: all k).
+
+    Returns
+    -------
+    dK, dM : ndarray (n_elem, len(indices))
+        Units (rad/s)² per unit scale factor.
+
+    Notes
+    -----
+    A mode in a cluster of multiplicity > 1 has no individual gradient (the eigenvalue is only
+    directionally differentiable); a warning is logged and the number returned is the diagonal
+    entry of the cluster matrix for the basis the eigen solver happened to return. Symmetric
+    functions of a whole cluster (the sum) are differentiable: their gradient is the sum of these
+    columns (see :func:`cluster_sum_gradient`).
+    """
+    idx = np.arange(modes.eigenvalues.size) if indices is None else np.asarray(indices, dtype=int)
+    _check_indices(idx, modes.eigenvalues.size)
+    for i in idx:
+        c = modes.cluster_of(int(i))
+        if len(c) > 1:
+            logger.warning("mode %d lies in the cluster %s of multiplicity %d: its individual gradient "
+                           "does not exist (use the cluster functions of fem_eigopt.adjoint)", i, c, len(c))
+    phi = _gather(model, modes.vectors[:, idx])
+    dK = element_quadratic_forms(model.Ke, phi)
+    dM = -modes.eigenvalues[idx] * element_quadratic_forms(model.Me, phi)
+    return dK, dM
+
+
+def _check_indices(idx: np.ndarray, k: int) -> None:
+    if idx.ndim != 1 or np.any(idx < 0) or np.any(idx >= k):
+        raise InputError(f"mode indices = {idx.tolist()}; allowed: integers 0..{k - 1}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Repeated eigenvalues
+# ---------------------------------------------------------------------------------------------
+
+def cluster_scale_matrices(model: Model, modes: Modes,
+                           cluster: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-element cluster matrices of an m-fold eigenvalue (Seyranian, Lund & Olhoff 1994).
+
+    Parameters
+    ----------
+    model : Model
+    modes : Modes
+    cluster : sequence of int, length m
+        Indices of the (numerically) repeated eigenvalue, e.g. an entry of ``modes.clusters``.
+
+    Returns
+    -------
+    GK, GM : ndarray (n_elem, m, m)
+        ``GK[e, s, k] = φ_s,eᵀ K_e φ_k,e`` and ``GM[e, s, k] = φ_s,eᵀ M_e φ_k,e`` (symmetric in s, k).
+
+    Notes
+    -----
+    For a design change given as scale-factor increments ``ΔsK, ΔsM`` the first-order increments
+    of the m eigenvalues are the eigenvalues of the m × m matrix
+    ``Σ_e F_e``, ``F_e = ΔsK_e GK[e] − λ̄ ΔsM_e GM[e]`` (λ̄ the cluster's mean eigenvalue); see
+    :func:`cluster_directional_derivatives`. The matrices depend on which M-orthonormal basis of
+    the eigenspace the solver returned, the increments do not.
+    """
+    c = np.asarray(cluster, dtype=int)
+    _check_indices(c, modes.eigenvalues.size)
+    phi = _gather(model, modes.vectors[:, c])  # (n_elem, n_edof, m)
+    # (n_elem, n_edof, m) x (n_elem, n_edof, m) through the element matrix: O(n_elem·n_edof·m) extra
+    GK = np.einsum("eas,eak->esk", phi, model.Ke @ phi)
+    GM = np.einsum("eas,eak->esk", phi, model.Me @ phi)
+    return GK, GM
+
+
+def cluster_directional_derivatives(GK: np.ndarray, GM: np.ndarray, lam: float,
+                                    dsK: np.ndarray, dsM: np.ndarray) -> np.ndarray:
+    """One-sided directional derivatives of the m eigenvalues of a cluster.
+
+    Seyranian, Lund & Olhoff (1994): along ``s(t) = s + t·(dsK, dsM)`` the eigenvalues of an m-fold
+    cluster split as ``λ_j(t) = λ̄ + t μ_j + O(t²)`` where μ_j are the eigenvalues of
+    ``Σ_e (dsK_e GK[e] − λ̄ dsM_e GM[e])``.
+
+    Parameters
+    ----------
+    GK, GM : ndarray (n_elem, m, m)
+        From :func:`cluster_scale_matrices`.
+    lam : float
+        λ̄, the cluster eigenvalue (rad/s)² (mean of its members).
+    dsK, dsM : ndarray (n_elem,)
+        Direction in scale-factor space (chain a density direction d through the interpolations:
+        ``dsK = E'(x) d``, ``dsM = ρ'(x) d``).
+
+    Returns
+    -------
+    ndarray (m,)
+        μ_j in ascending order: ``λ_(j)(s + t ds) − λ_(j)(s) = t μ_j + O(t²)`` for t > 0, with the
+        cluster members sorted ascending on both sides.
+    """
+    F = np.einsum("e,esk->sk", np.asarray(dsK, dtype=float), GK) - lam * np.einsum(
+        "e,esk->sk", np.asarray(dsM, dtype=float), GM)
+    return np.linalg.eigvalsh(0.5 * (F + F.T))
+
+
+def cluster_sum_gradient(model: Model, modes: Modes, cluster: Sequence[int],
+                         mean: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of the sum (or mean) of a cluster's eigenvalues: exact, the sum is differentiable.
+
+    ``Σ_j λ_j`` is the trace of the cluster matrix, invariant under the choice of eigenspace basis,
+    hence differentiable even where the eigenvalues coincide; its derivative is the sum of the
+    diagonal terms ``φ_jᵀ(dK − λ_j dM)φ_j``. Using each member's own λ_j (rather than λ̄) also makes
+    it exact for a cluster that is only nearly repeated.
+
+    Returns
+    -------
+    gK, gM : ndarray (n_elem,)
+        d(Σ λ_j)/ds_K and d(Σ λ_j)/ds_M (divided by m when ``mean``), (rad/s)² per unit scale.
+    """
+    c = np.asarray(cluster, dtype=int)
+    _check_indices(c, modes.eigenvalues.size)
+    phi = _gather(model, modes.vectors[:, c])
+    gK = element_quadratic_forms(model.Ke, phi).sum(axis=1)
+    gM = -(element_quadratic_forms(model.Me, phi) @ modes.eigenvalues[c])
+    if mean:
+        gK, gM = gK / c.size, gM / c.size
+    return gK, gM
+
+
+def cluster_generalized_gradients(GK: np.ndarray, GM: np.ndarray, lam: float,
+                                  dsK_dx: np.ndarray | None = None,
+                                  dsM_dx: np.ndarray | None = None) -> np.ndarray:
+    """Generalised gradient vectors ``f_sk`` of the Du & Olhoff (2007) bound formulation.
+
+    Du & Olhoff (2007, sec. 4, after Seyranian et al. 1994) maximise a bound β on the lowest
+    eigenvalues, ``max β  s.t.  β − λ_j ≤ 0``. When λ̄ is N-fold, the constraints of its members are
+    replaced in each linearised (MMA) sub-problem with design increment Δx by::
+
+        β − (λ̄ + f_ssᵀ Δx) ≤ 0      s = 1..N          (each increment above the bound)
+        f_skᵀ Δx = 0               1 ≤ s < k ≤ N     (the increment matrix stays diagonal)
+
+    so that the eigenvalues of the increment matrix ``[f_skᵀ Δx]`` (which are the first-order
+    increments of the N eigenvalues) all stay above β. With NLopt's MMA, which takes only
+    inequality constraints, a caller passes the diagonal ones as constraints with value
+    ``β − λ̄`` and gradient ``(−f_ss, ∂/∂β = 1)``, and each equality as the pair
+    ``±f_skᵀ(x − x_k) ≤ ε`` (linear in x, a small tolerance ε), re-forming all of them at every
+    iterate because the eigenvector basis, and even the multiplicity, changes with the design.
+
+    Parameters
+    ----------
+    GK, GM : ndarray (n_elem, m, m)
+        From :func:`cluster_scale_matrices`.
+    lam : float
+        λ̄ (rad/s)².
+    dsK_dx, dsM_dx : ndarray (n_elem,), optional
+        Element-wise derivatives of the interpolations (``SIMP(x)[1]``, ``mass(x)[1]``). When both
+        are omitted the result is with respect to the scale factors themselves and has twice the
+        columns: ``[∂/∂s_K | ∂/∂s_M]``.
+
+    Returns
+    -------
+    f : ndarray (m, m, n_elem) or (m, m, 2·n_elem)
+        ``f[s, k] = φ_sᵀ(∂K − λ̄ ∂M)φ_k`` per design variable, symmetric in (s, k). A filter or a
+        projection before the interpolation is applied by its transpose to each ``f[s, k]``.
+    """
+    if (dsK_dx is None) != (dsM_dx is None):
+        raise InputError("cluster_generalized_gradients: give both dsK_dx and dsM_dx, or neither")
+    fK = np.moveaxis(GK, 0, -1)
+    fM = -lam * np.moveaxis(GM, 0, -1)
+    if dsK_dx is None:
+        return np.concatenate([fK, fM], axis=-1)
+    return fK * np.asarray(dsK_dx, dtype=float) + fM * np.asarray(dsM_dx, dtype=float)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eigenvector functionals: the adjoint of the bordered eigenproblem
+# ---------------------------------------------------------------------------------------------
+
+def adjoint_vector(K: sp.csr_matrix, M: sp.csr_matrix, modes: Modes, i: int, dg_dphi: np.ndarray, *,
+                   solver: str = "direct", factorization: Factorization | None = None,
+                   tol: float = 1e-10, direct_factorization: Factorization | None = None,
+                   maxiter: int | None = None) -> tuple[np.ndarray, float]:
+    """Solve the adjoint system of mode i: ``(K − λM) y = g − (φᵀg) Mφ``, ``φᵀ M y = 0``.
+
+    See :func:`eigenvector_adjoint` for the derivation and the parameters.
+
+    Returns
+    -------
+    y : ndarray (n_free,)
+        The adjoint vector (M-orthogonal to φ_i).
+    c : float
+        ``φ_iᵀ g`` (the multiplier of the normalisation constraint, up to sign).
+    """
+    lam_all = modes.eigenvalues
+    i = int(i)
+    _check_indices(np.array([i]), lam_all.size)
+    if len(modes.cluster_of(i)) > 1:
+        raise InputError(f"mode {i} lies in the cluster {modes.cluster_of(i)} of repeated eigenvalues; "
+                         "allowed: a simple eigenvalue (an eigenvector of a repeated eigenvalue is not "
+                         "differentiable)")
+    if solver not in _SOLVERS:
+        raise InputError(f"adjoint solver = {solver!r}; allowed: {', '.join(_SOLVERS)}")
+    n = K.shape[0]
+    g = np.asarray(dg_dphi, dtype=float)
+    if g.shape != (n,):
+        raise InputError(f"dg_dphi has shape {g.shape}; allowed: ({n},) (one entry per free dof)")
+    phi = modes.vectors[:, i]
+    lam = float(lam_all[i])
+    Mphi = M @ phi
+    c = float(phi @ g)
+    r = g - c * Mphi  # ⊥ φ: the consistent right-hand side of the singular (K − λM) y = r
+    if solver == "direct":
+        y = _nelson_solve(K, M, lam, phi, r, direct_factorization)
+    else:
+        y = _deflated_minres(K, M, modes, i, r, factorization, tol, maxiter)
+    y -= (Mphi @ y) * phi  # exact M-orthogonality (removes round-off drift along φ)
+    return y, c
+
+
+def eigenvector_adjoint(model: Model, K: sp.csr_matrix, M: sp.csr_matrix, modes: Modes, i: int,
+                        dg_dphi: np.ndarray, *, solver: str = "direct",
+                        factorization: Factorization | None = None, tol: float = 1e-10,
+                        direct_factorization: Factorization | None = None,
+                        maxiter: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of a functional g(φ_i) with respect to the element scale factors, by an adjoint solve.
+
+    Derivation (after Nelson 1976 and the bordered "algebraic" form of Lee, Jung & Lee 1999).
+    A simple eigenpair (φ, λ) of mode i is the solution of the residual equations::
+
+        R(φ, λ; s) = [ (K − λM) φ ;  −½ (φᵀ M φ − 1) ] = 0.
+
+    Their Jacobian with respect to (φ, λ) is the symmetric bordered matrix::
+
+        J = [ K − λM   −Mφ ]
+            [ −φᵀM      0  ]
+
+    (non-singular exactly when λ is simple). Differentiating ``R = 0`` along a design change ``ds``
+    gives ``J [dφ; dλ] = −∂R/∂s ds`` with ``∂R/∂s = [(∂K − λ∂M) φ ; −½ φᵀ ∂M φ]``, so for
+    ``g(φ)`` with ``ĝ = [∂g/∂φ; 0]``::
+
+        dg = ĝᵀ [dφ; dλ] = −zᵀ (∂R/∂s) ds,        J z = ĝ   (J symmetric: the adjoint system).
+
+    Writing ``z = [y; μ]``: the second row gives ``φᵀMy = 0``; multiplying the first row
+    ``(K − λM) y − μ Mφ = g`` by φᵀ gives ``μ = −φᵀg``, so ``y`` is the M-orthogonal solution of
+    the consistent singular system ``(K − λM) y = g − (φᵀg) Mφ``. Then::
+
+        dg/ds_K,e = −y_eᵀ K_e φ_e
+        dg/ds_M,e =  λ y_eᵀ M_e φ_e − ½ (φᵀg) φ_eᵀ M_e φ_e      (the last term: normalisation)
+
+    Check: expanding ``y = Σ_{j≠i} φ_j (φ_jᵀg)/(λ_j − λ)`` reproduces the modal-expansion
+    derivative ``dφ = Σ_{j≠i} φ_j φ_jᵀ(dK − λdM)φ/(λ − λ_j) − ½ φ φᵀ dM φ``.
+
+    Solvers
+    -------
+    ``"direct"`` — Nelson's reduction: the component ``y_j`` at the dof ``j`` of largest ``|φ_j|`` is
+    fixed to zero (row and column j of ``K − λM`` replaced by a diagonal entry); the reduced
+    matrix is non-singular, sparse, symmetric and *has the model's CSR pattern*, so a PARDISO
+    factorisation reuses its symbolic analysis between designs (the bordered matrix would add a
+    dense row and column). The j-th equation holds automatically because the right-hand side is
+    orthogonal to φ; the M-orthogonal solution is then ``ŷ − (φᵀMŷ) φ``. Two steps of iterative
+    refinement guard against PARDISO's pivot perturbation on this indefinite matrix.
+
+    ``"minres"`` — no new factorisation: the components along the computed modes are known in
+    closed form, ``φ_jᵀ M y = φ_jᵀg/(λ_j − λ)`` (j ≠ i), and the rest ``y_⊥`` (M-orthogonal to all
+    k computed modes) solves the deflated system ``Qᵀ(K − λM)Q y_⊥ = Qᵀ r``, ``Q = I − ΦΦᵀM``,
+    by MINRES preconditioned with ``Q (K − σM)⁻¹ Qᵀ`` (the modal solver's cached factorisation,
+    σ < λ_1). On that subspace the preconditioned operator is positive definite with spectrum in
+    ``[(λ_{k+1} − λ)/(λ_{k+1} − σ), 1)``, so a few tens of iterations suffice unless λ_{k+1} is
+    very close to λ_i.
+
+    Parameters
+    ----------
+    model : Model
+    K, M : csr_matrix (n_free, n_free)
+        The matrices ``modes`` were computed from.
+    modes : Modes
+        M-normalised eigenpairs (computed accurately: the adjoint assumes ``Kφ = λMφ``).
+    i : int
+        The mode; its eigenvalue must be simple (InputError otherwise).
+    dg_dphi : ndarray (n_free,)
+        ∂g/∂φ_i at the current φ_i.
+    solver : {"direct", "minres"}
+    factorization : Factorization, optional
+        For ``"minres"``: a factorisation of ``K − σM`` with σ = ``modes.shift`` < λ_1 (the modal
+        solver's ``solver.factorization``); one is computed when omitted.
+    tol : float
+        Relative residual tolerance of MINRES.
+    direct_factorization : Factorization, optional
+        For ``"direct"``: a factorisation object to (re)use for the reduced matrix (pass the same
+        one every design so PARDISO keeps its symbolic analysis); a new one when omitted.
+    maxiter : int, optional
+        MINRES iteration limit (default 20·k + 500).
+
+    Returns
+    -------
+    gK, gM : ndarray (n_elem,)
+        dg/ds_K and dg/ds_M (units of g per unit scale factor).
+    """
+    y, c = adjoint_vector(K, M, modes, i, dg_dphi, solver=solver, factorization=factorization, tol=tol,
+                          direct_factorization=direct_factorization, maxiter=maxiter)
+    return _contract_adjoint(model, modes, np.array([i]), y[:, None], np.array([c]))
+
+
+def _contract_adjoint(model: Model, modes: Modes, idx: np.ndarray, Y: np.ndarray,
+                      c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Σ over modes of the element contributions −yᵀ(∂K − λ∂M)φ − ½ c φᵀ∂Mφ (see eigenvector_adjoint)."""
+    phi = _gather(model, modes.vectors[:, idx])
+    Ye = _gather(model, Y)
+    lam = modes.eigenvalues[idx]
+    gK = -element_quadratic_forms(model.Ke, Ye, phi).sum(axis=1)
+    # one batched product M_e φ_e serves both mass terms
+    Mphi = model.Me @ phi
+    gM = np.einsum("eak,eak->ek", Ye, Mphi) @ lam - 0.5 * (np.einsum("eak,eak->ek", phi, Mphi) @ c)
+    return gK, gM
+
+
+def _nelson_solve(K: sp.csr_matrix, M: sp.csr_matrix, lam: float, phi: np.ndarray, r: np.ndarray,
+                  fact: Factorization | None) -> np.ndarray:
+    """A solution of the singular ``(K − λM) y = r`` (r ⊥ φ) by Nelson's (1976) reduction."""
+    A = shifted_matrix(K, M, lam)  # shares K's index arrays when K and M share them
+    j = int(np.argmax(np.abs(phi)))
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    data = A.data.copy()
+    in_row_or_col = (rows == j) | (A.indices == j)
+    data[in_row_or_col] = 0.0
+    diag = np.flatnonzero((rows == j) & (A.indices == j))
+    # any non-zero pivot works since ŷ_j = 0; K_jj keeps the scaling of the other rows
+    data[diag] = abs(K[j, j]) if K[j, j] != 0 else 1.0
+    Ar = sp.csr_matrix(A.shape)
+    Ar.indptr, Ar.indices, Ar.data = A.indptr, A.indices, data
+    Ar.has_sorted_indices = True
+    fact = make_factorization("auto") if fact is None else fact
+    fact.factor(Ar, positive_definite=False)
+    b = r.copy()
+    b[j] = 0.0  # the dropped equation (satisfied by the solution since r ⊥ φ)
+    y = fact.solve(b)
+    norm_b = np.linalg.norm(b)
+    for _ in range(2):  # iterative refinement (indefinite matrix, possibly perturbed pivots)
+        res = b - Ar @ y
+        if np.linalg.norm(res) <= 1e-15 * norm_b:
+            break
+        y = y + fact.solve(res)
+    y[j] = 0.0
+    return y
+
+
+def _deflated_minres(K: sp.csr_matrix, M: sp.csr_matrix, modes: Modes, i: int, r: np.ndarray,
+                     fact: Factorization | None, tol: float, maxiter: int | None) -> np.ndarray:
+    """M-orthogonal solution of ``(K − λ_i M) y = r`` by deflated, preconditioned MINRES."""
+    lam_all = modes.eigenvalues
+    lam = float(lam_all[i])
+    Phi = modes.vectors
+    MPhi = M @ Phi
+    n, k = Phi.shape
+    sigma = float(modes.shift)
+    if fact is None:
+        if not sigma < lam_all[0]:
+            raise InputError(f"modes.shift = {sigma}; the minres adjoint needs a shift below λ_1 = {lam_all[0]} "
+                             "(pass a factorisation of K − σM with σ < λ_1)")
+        fact = make_factorization("auto")
+        fact.factor(shifted_matrix(K, M, sigma), positive_definite=sigma < 0)
+    # components along the computed modes, in closed form (j ≠ i; the i-th is zero by the constraint)
+    coef = Phi.T @ r
+    others = np.arange(k) != i
+    y_known = Phi[:, others] @ (coef[others] / (lam_all[others] - lam))
+
+    def project_t(v):  # Qᵀ v = v − MΦ Φᵀ v
+        return v - MPhi @ (Phi.T @ v)
+
+    def project(v):  # Q v = v − Φ (MΦ)ᵀ v
+        return v - Phi @ (MPhi.T @ v)
+
+    A = K - lam * M
+    op = spla.LinearOperator((n, n), matvec=lambda v: project_t(A @ project(v)), dtype=float)
+    prec = spla.LinearOperator((n, n), matvec=lambda v: project(fact.solve(project_t(v))), dtype=float)
+    b = project_t(r)
+    if np.linalg.norm(b) == 0.0:
+        return y_known
+    n_iter = [0]
+
+    def count(_):
+        n_iter[0] += 1
+
+    y_perp, info = spla.minres(op, b, M=prec, rtol=tol, maxiter=maxiter or 20 * k + 500, callback=count)
+    if info != 0:
+        logger.warning("minres adjoint of mode %d stopped after %d iterations without reaching rtol=%g "
+                       "(info %d)", i, n_iter[0], tol, info)
+    logger.debug("minres adjoint of mode %d: %d iterations", i, n_iter[0])
+    return project(y_perp) + y_known
+
+
+# ---------------------------------------------------------------------------------------------
+# A general objective g(λ_1..λ_k, φ_1..φ_k)
+# ---------------------------------------------------------------------------------------------
+
+def scale_factor_gradient(model: Model, K: sp.csr_matrix, M: sp.csr_matrix, modes: Modes,
+                          dg_dlam: np.ndarray, dg_dphi: np.ndarray | None = None, *,
+                          solver: str = "direct", factorization: Factorization | None = None,
+                          tol: float = 1e-10, direct_factorization: Factorization | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of ``g(λ_1..λ_k, φ_1..φ_k)`` with respect to the element scale factors.
+
+    ``dg/ds = Σ_i (∂g/∂λ_i) dλ_i/ds + Σ_i (adjoint term of ∂g/∂φ_i)``; one adjoint solve per mode
+    whose ``∂g/∂φ_i`` is non-zero, then a single contraction for all of them.
+
+    Parameters
+    ----------
+    model : Model
+    K, M : csr_matrix (n_free, n_free)
+    modes : Modes
+    dg_dlam : ndarray (k,)
+        ∂g/∂λ_i (units of g per (rad/s)²). Within a cluster the entries must be equal (g symmetric
+        in the cluster's eigenvalues, e.g. their sum): otherwise g is not differentiable, a warning
+        is logged and the result is only the derivative for the solver's basis.
+    dg_dphi : ndarray (n_free, k), optional
+        ∂g/∂φ_i per column; columns of repeated eigenvalues must be zero (InputError otherwise).
+    solver, factorization, tol, direct_factorization
+        See :func:`eigenvector_adjoint`.
+
+    Returns
+    -------
+    gK, gM : ndarray (n_elem,)
+    """
+    k = modes.eigenvalues.size
+    dg_dlam = np.asarray(dg_dlam, dtype=float)
+    if dg_dlam.shape != (k,):
+        raise InputError(f"dg_dlam has shape {dg_dlam.shape}; allowed: ({k},)")
+    for c in modes.clusters:
+        vals = dg_dlam[list(c)]
+        if np.ptp(vals) > 1e-12 * max(np.max(np.abs(vals)), 1e-300):
+            logger.warning("dg/dλ differs inside the cluster %s (%s): the objective is not differentiable "
+                           "there; use the cluster functions of fem_eigopt.adjoint", c, vals)
+    used = np.flatnonzero(dg_dlam)
+    phi = _gather(model, modes.vectors[:, used])
+    gK = element_quadratic_forms(model.Ke, phi) @ dg_dlam[used]
+    gM = -element_quadratic_forms(model.Me, phi) @ (modes.eigenvalues[used] * dg_dlam[used])
+    if dg_dphi is None:
+        return gK, gM
+    dg_dphi = np.asarray(dg_dphi, dtype=float)
+    if dg_dphi.shape != modes.vectors.shape:
+        raise InputError(f"dg_dphi has shape {dg_dphi.shape}; allowed: {modes.vectors.shape} (n_free, k)")
+    active = np.flatnonzero(np.any(dg_dphi != 0.0, axis=0))
+    if active.size == 0:
+        return gK, gM
+    Y = np.empty((modes.vectors.shape[0], active.size))
+    cs = np.empty(active.size)
+    for col, i in enumerate(active):  # one adjoint solve per mode (a loop over modes, not elements)
+        Y[:, col], cs[col] = adjoint_vector(K, M, modes, int(i), dg_dphi[:, i], solver=solver,
+                                            factorization=factorization, tol=tol,
+                                            direct_factorization=direct_factorization)
+    vK, vM = _contract_adjoint(model, modes, active, Y, cs)
+    return gK + vK, gM + vM
+
+
+# ---------------------------------------------------------------------------------------------
+# Example eigenvector functionals: callables phi -> (value, dg/dphi)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModalAmplitude:
+    """Weighted sum of squared modal amplitudes, ``g(φ) = Σ_j w_j φ[dof_j]²``.
+
+    Squares make g independent of the sign convention of the mode shape. With M-normalised modes
+    the amplitude is in m/√kg (mass-normalised displacement).
+
+    Parameters
+    ----------
+    dofs : ndarray of int (n,)
+        Positions among the **free** dofs (see :meth:`at_global_dofs`).
+    weights : ndarray (n,), optional
+        w_j, default 1.
+    """
+
+    dofs: np.ndarray
+    weights: np.ndarray | None = None
+
+    @classmethod
+    def at_global_dofs(cls, model: Model, dofs: Sequence[int],
+                       weights: Sequence[float] | None = None) -> "ModalAmplitude":
+        """Build from global dof numbers; a fixed dof (amplitude always zero) is an input error."""
+        d = np.asarray(dofs, dtype=int)
+        if np.any(d < 0) or np.any(d >= model.n_dofs):
+            raise InputError(f"amplitude dofs = {d.tolist()}; allowed: 0..{model.n_dofs - 1}")
+        free = model.free_index[d]
+        if np.any(free < 0):
+            raise InputError(f"amplitude dofs {d[free < 0].tolist()} are fixed by supports; allowed: free dofs")
+        return cls(free, None if weights is None else np.asarray(weights, dtype=float))
+
+    def __call__(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient ``∂g/∂φ`` (n_free,)."""
+        w = np.ones(len(self.dofs)) if self.weights is None else self.weights
+        a = phi[self.dofs]
+        grad = np.zeros_like(phi, dtype=float)
+        np.add.at(grad, self.dofs, 2.0 * w * a)
+        return float(w @ a**2), grad
+
+
+@dataclass(frozen=True)
+class QuadraticForm:
+    """``g(φ) = ‖L φ‖²`` for a sparse (or dense) ``L`` of shape (r, n_free).
+
+    E.g. L selecting the vertical dofs of a boundary (their modal energy), or a difference operator
+    (a curvature measure).
+    """
+
+    L: sp.spmatrix
+
+    def __call__(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient ``2 Lᵀ L φ`` (n_free,)."""
+        Lphi = self.L @ phi
+        return float(Lphi @ Lphi), 2.0 * (self.L.T @ Lphi)
+
+
+@dataclass(frozen=True)
+class ModalAssurance:
+    """Modal assurance criterion with a **fixed** weighting W (Allemang & Brown 1982)::
+
+        MAC(φ, φ_t) = (φ_tᵀ W φ)² / ((φ_tᵀ W φ_t)(φᵀ W φ))
+
+    W must be symmetric positive (semi-)definite and independent of the design, e.g. the mass
+    matrix of the solid structure ``model.mass()`` (M0) or the identity. Because W is fixed, the
+    whole design dependence is through φ and :func:`eigenvector_adjoint` gives the full gradient.
+    For the design-dependent M(s) as weighting use :func:`mass_weighted_mac` (explicit term).
+    MAC is invariant to the scaling and sign of both vectors; 1 means parallel.
+
+    Parameters
+    ----------
+    target : ndarray (n_free,)
+    W : sparse matrix (n_free, n_free)
+    """
+
+    target: np.ndarray
+    W: sp.spmatrix
+
+    def __call__(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient ``∂MAC/∂φ`` (n_free,)."""
+        value, grad, _ = _mac_parts(self.W, phi, self.target)
+        return value, grad
+
+
+def _mac_parts(W, phi, target):
+    Wt, Wp = W @ target, W @ phi
+    a, b, c = float(target @ Wp), float(target @ Wt), float(phi @ Wp)
+    value = a * a / (b * c)
+    grad = (2.0 * a / (b * c)) * Wt - (2.0 * a * a / (b * c * c)) * Wp
+    return value, grad, (a, b, c)
+
+
+def mass_weighted_mac(model: Model, M: sp.csr_matrix, phi: np.ndarray,
+                      target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """MAC weighted by the current, design-dependent mass matrix M(s), with its explicit term.
+
+    ``MAC = (φ_tᵀ M φ)² / ((φ_tᵀ M φ_t)(φᵀ M φ))`` depends on s_M directly through M as well as
+    through φ. The total gradient is ``eigenvector_adjoint(..., dg_dphi)`` (the φ path) plus the
+    explicit part returned here (φ, φ_t held fixed)::
+
+        ∂MAC/∂s_M,e = 2a/(bc) φ_t,eᵀM_eφ_e − a²/(b²c) φ_t,eᵀM_eφ_t,e − a²/(bc²) φ_eᵀM_eφ_e
+
+    with ``a = φ_tᵀMφ``, ``b = φ_tᵀMφ_t``, ``c = φᵀMφ``. The point masses are constant.
+
+    Parameters
+    ----------
+    model : Model
+    M : csr_matrix (n_free, n_free)
+        The current mass matrix.
+    phi, target : ndarray (n_free,)
+
+    Returns
+    -------
+    value : float
+    dg_dphi : ndarray (n_free,)
+    dg_dsM_explicit : ndarray (n_elem,)
+    """
+    value, grad, (a, b, c) = _mac_parts(M, phi, target)
+    pe = _gather(model, phi)
+    te = _gather(model, target)
+    Mp = np.einsum("eab,eb->ea", model.Me, pe)
+    explicit = ((2.0 * a / (b * c)) * np.einsum("ea,ea->e", te, Mp)
+                - (a * a / (b * b * c)) * element_quadratic_forms(model.Me, te)
+                - (a * a / (b * c * c)) * np.einsum("ea,ea->e", pe, Mp))
+    return value, grad, explicit
