@@ -18,6 +18,20 @@ from .errors import InputError
 from .materials import RAMP, SIMP, LinearMass, PolynomialMass, TwoRangeMass
 from .mesh import box, from_file, mapped, rectangle
 from .modal import ModalSolver, Modes, find_clusters
+from .objectives import (
+    EigenvectorObjective,
+    FrequencyBound,
+    KeepOutBand,
+    MaxEigenvalue,
+    MaxGap,
+    MaxMinEigenvalues,
+    MinVolume,
+    TargetFrequencies,
+    TrackedMode,
+    UserResponse,
+    VolumeConstraint,
+)
+from .optimizer import OptimizerSettings
 from .problem import (
     Analysis,
     DensityDesign,
@@ -32,6 +46,8 @@ from .problem import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "EigenvectorObjective", "FrequencyBound", "KeepOutBand", "MaxEigenvalue", "MaxGap", "MaxMinEigenvalues",
+    "MinVolume", "OptimizerSettings", "TargetFrequencies", "TrackedMode", "UserResponse", "VolumeConstraint",
     "Analysis", "DensityDesign", "InputError", "LinearMass", "Material", "ModalResult", "ModalSolver",
     "Model", "Modes", "PointMass", "PolynomialMass", "Problem", "RAMP", "SIMP", "Support", "TwoRangeMass",
     "at_point", "box", "build_model", "element_matrices", "find_clusters", "from_file", "load_problem",

@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     p_run = sub.add_parser("run", help="optimise the problem (default command)")
     _add_common(p_run)
-    p_run.add_argument("--modes", type=int, default=None, help="number of modes")
+    p_run.add_argument("--out", default="results", help="root folder of run directories (default: results)")
+    p_run.add_argument("--max-eval", type=int, default=None, help="evaluation budget (default: the problem's)")
+    p_run.add_argument("--no-output", action="store_true", help="write no run directory")
     p_modal = sub.add_parser("modal", help="modal analysis of the initial design")
     _add_common(p_modal)
     p_modal.add_argument("--modes", type=int, default=None, help="number of modes (default: the problem's)")
@@ -113,14 +115,8 @@ def _jsonable(v) -> bool:
 
 
 def cmd_run(args) -> int:
-    try:
-        from .optimize import run_problem  # available once the optimiser lands
-    except ImportError:
-        run_problem = None
-    if run_problem is None:
-        logger.info("no optimiser in this version: running the modal analysis of the initial design")
-        args.json = False
-        return cmd_modal(args)
+    from .optimize import run_problem
+
     return run_problem(args)
 
 

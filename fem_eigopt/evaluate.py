@@ -1,0 +1,319 @@
+"""One evaluation of a design, in data-flow order, cached on the design vector.
+
+::
+
+    x = [z, b]  (density design variables z, bound variables b of the bound formulation)
+      z ─► design map ─► filter ─► projection ─► ρ̄                       (filters.DensityChain)
+      ρ̄ ─► s_K = E(ρ̄)/E0, s_M = ρ(ρ̄)/ρ0                                   (materials)
+      s  ─► K, M on the free dofs (fixed pattern)                           (assembly.Model)
+      K, M ─► λ, φ (shift-invert, factorisation and pattern reused, warm start)   (modal)
+      λ, φ, ρ̄, b ─► objective and constraints with their partials          (objectives)
+      partials ─► ∂/∂s_K, ∂/∂s_M element by element: φ_eᵀK_eφ_e, −λφ_eᵀM_eφ_e
+                  (+ eigenvector adjoint solves for ∂g/∂φ ≠ 0)              (adjoint)
+      ─► chain rule back through interpolation, projection, filter, design map
+
+One call computes the objective, every constraint and all their gradients; NLopt then asks for
+the objective and the constraints separately at the same point, and the optimiser wrapper serves
+both from one evaluation.
+
+Repeated eigenvalues. Inside a cluster of (nearly) equal eigenvalues the eigenvectors are any
+M-orthonormal basis of the cluster's eigenspace, and the individual eigenvalues are only
+directionally differentiable: along a design change d their derivatives are the eigenvalues of the
+m × m matrix F(d) = Φ_cᵀ (ΔK(d) − λ̄ ΔM(d)) Φ_c (Seyranian, Lund & Olhoff 1994). Before the
+responses see the modes, each cluster's basis is rotated to the eigenvectors of F(d) for the most
+recent design change d, so that the per-mode gradients φ_jᵀ(∂K − λ∂M)φ_j of the cluster members
+are the generalised gradients of Du & Olhoff (2007) that reproduce the exact one-sided directional
+derivatives along d, ordered like the eigenvalues. Functions symmetric in a cluster (sums, the
+bound constraints taken together) get their exact gradients either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from .adjoint import element_quadratic_forms, eigenvector_adjoint
+from .assembly import Model, build_model
+from .errors import InputError, fail
+from .filters import DensityChain, DensityFilter, DesignMap, HeavisideProjection, HelmholtzFilter, element_volumes
+from .modal import ModalSolver, Modes
+from .objectives import ModalState, Partials, Response
+from .optimizer import Evaluation
+from .problem import DensityDesign, Problem
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DesignEvaluator", "Evaluation", "mean_element_size"]
+
+
+def mean_element_size(mesh) -> float:
+    """Mean element size h = mean(volume_e)^(1/dim) (m)."""
+    return float(np.mean(element_volumes(mesh)) ** (1.0 / mesh.dim()))
+
+
+class DesignEvaluator:
+    """Evaluate objective, constraints and gradients of a density design.
+
+    Parameters
+    ----------
+    problem : Problem
+        Must have a :class:`~fem_eigopt.problem.DensityDesign` and an objective.
+    model : Model, optional
+        Built from ``problem`` if not given.
+    backend : str, optional
+        Factorisation backend (default: the problem's analysis setting).
+
+    Attributes
+    ----------
+    n_design : int
+        Number of density variables z.
+    n_bounds : int
+        Number of bound variables b appended to z.
+    constraint_names : list of str
+    """
+
+    def __init__(self, problem: Problem, model: Model | None = None, backend: str | None = None) -> None:
+        design = problem.design
+        if not isinstance(design, DensityDesign):
+            raise fail(problem.label, "design is not set; allowed: fem_eigopt.DensityDesign(...) to optimise densities")
+        if problem.objective is None:
+            raise fail(problem.label, "objective is not set; allowed: e.g. fem_eigopt.MaxMinEigenvalues(n=2)")
+        self.problem = problem
+        self.model = build_model(problem) if model is None else model
+        self.design = design
+        mesh = problem.mesh
+        self.objective: Response = problem.objective
+        self.constraints: list[Response] = list(problem.constraints)
+        for i, r in enumerate([self.objective] + self.constraints):
+            if not isinstance(r, Response):
+                where = "objective" if i == 0 else f"constraints[{i - 1}]"
+                raise fail(problem.label, f"{where} is {r!r}; allowed: a fem_eigopt objective/constraint object")
+
+        design_map = DesignMap(mesh, design.passive_solid, design.passive_void, design.x_min)
+        self.filter_radius = design.filter_radius or 1.5 * mean_element_size(mesh)
+        if design.filter == "density":
+            filt = DensityFilter(mesh, self.filter_radius)
+        elif design.filter == "helmholtz":
+            filt = HelmholtzFilter(mesh, self.filter_radius)
+        else:
+            filt = None
+        self.beta = float(design.projection_beta)
+        projection = HeavisideProjection(self.beta, design.projection_eta) if self.beta > 0 else None
+        # With projection, x_min is mapped to ~0: keep physical densities above x_min.
+        self.chain = DensityChain.build(mesh, design_map, filt, projection,
+                                        floor=design.x_min if projection is not None else 0.0)
+
+        a = problem.analysis
+        max_mode = max(r.max_mode for r in [self.objective] + self.constraints)
+        self.n_modes = max(a.n_modes, max_mode + 1)  # one beyond the highest used: complete clusters
+        if self.n_modes >= self.model.n_free:
+            raise fail(problem.label, f"the responses need {self.n_modes} modes; allowed: fewer than the "
+                       f"{self.model.n_free} free dofs")
+        self.solver = ModalSolver(self.n_modes, shift=a.shift, backend=backend or a.backend,
+                                  cluster_tol=a.cluster_tol)
+        self.n_design = self.chain.n_active
+        self._bound_slices: list[slice] = []
+        start = 0
+        for r in [self.objective] + self.constraints:
+            self._bound_slices.append(slice(start, start + r.n_bounds))
+            start += r.n_bounds
+        self.n_bounds = start
+        self._cache_key: bytes | None = None
+        self._cache: Evaluation | None = None
+        self._solve_key: bytes | None = None
+        self._solved: dict[str, Any] | None = None
+        self._previous_rho: np.ndarray | None = None
+        self._previous_vectors: np.ndarray | None = None
+        self.constraint_names: list[str] = []
+        self.n_evaluations = 0
+        self._prepared = False
+        self.adjoint_solver = "minres"
+
+    # ------------------------------------------------------------------ set-up
+    def initial_design(self) -> np.ndarray:
+        """Starting density variables z0, shape (n_design,)."""
+        return self.chain.design_map.initial(self.design.initial)
+
+    def start(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prepare the responses at the starting design; return (x0, lower, upper) for the optimiser."""
+        z0 = self.initial_design()
+        solved = self._solve(z0)
+        state = solved["state"]
+        b0 = []
+        lower_b, upper_b = [], []
+        for r in [self.objective] + self.constraints:
+            b0.extend(np.atleast_1d(r.prepare(state)).tolist())
+            for lo, hi in r.bound_limits():
+                lower_b.append(lo)
+                upper_b.append(hi)
+        self._prepared = True
+        x0 = np.concatenate([z0, np.asarray(b0, dtype=float)])
+        lower = np.concatenate([np.full(self.n_design, self.design.x_min), lower_b])
+        upper = np.concatenate([np.ones(self.n_design), upper_b])
+        return x0, lower, upper
+
+    def set_beta(self, beta: float) -> None:
+        """Change the projection sharpness β (continuation); clears the cache."""
+        self.beta = float(beta)
+        self.chain = self.chain.with_beta(beta)
+        self._cache_key = None
+        self._solve_key = None
+
+    # ------------------------------------------------------------------ forward
+    def _solve(self, z: np.ndarray) -> dict[str, Any]:
+        key = np.ascontiguousarray(z).tobytes() + np.float64(self.beta).tobytes()
+        if key == self._solve_key and self._solved is not None:
+            return self._solved
+        t = {}
+        t0 = time.perf_counter()
+        rho, pull = self.chain(z)
+        s_K, ds_K = self.design.stiffness(rho)
+        s_M, ds_M = self.design.mass(rho)
+        t["filter"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        K = self.model.stiffness(s_K)
+        M = self.model.mass(s_M)
+        t["assembly"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        warm = self._previous_vectors
+        modes = self.solver.solve(K, M, warm_start=warm)
+        t["modal"] = time.perf_counter() - t2
+        t.update({f"modal_{k}": v for k, v in getattr(self.solver, "last_timings", {}).items()})
+        vectors = self._align_clusters(modes, rho, ds_K, ds_M)
+        state = ModalState(
+            eigenvalues=modes.eigenvalues, vectors=vectors, densities=rho,
+            element_volumes=self.chain.volumes, clusters=modes.clusters, mass_matrix=M, model=self.model,
+            iteration=self.n_evaluations,
+        )
+        self._solved = dict(z=z.copy(), rho=rho, pull=pull, s_K=s_K, ds_K=ds_K, s_M=s_M, ds_M=ds_M, K=K, M=M,
+                            modes=modes, vectors=vectors, state=state, timings=t)
+        self._solve_key = key
+        return self._solved
+
+    def _align_clusters(self, modes: Modes, rho: np.ndarray, ds_K: np.ndarray, ds_M: np.ndarray) -> np.ndarray:
+        """Rotate each cluster's eigenvectors to diagonalise F(d) for the latest design change d."""
+        vectors = modes.vectors
+        if not modes.clusters or self._previous_rho is None:
+            return vectors
+        d_rho = rho - self._previous_rho
+        if not np.any(d_rho):
+            return vectors
+        vectors = vectors.copy()
+        dK = self.model.assemble_K @ (ds_K * d_rho)  # data of ΔK on the fixed pattern
+        dM = self.model.assemble_M @ (ds_M * d_rho)
+        for cluster in modes.clusters:
+            idx = list(cluster)
+            lam_bar = float(np.mean(modes.eigenvalues[idx]))
+            Phi = vectors[:, idx]
+            D = self.model._csr(dK - lam_bar * dM)
+            F = Phi.T @ (D @ Phi)
+            _, Q = np.linalg.eigh(0.5 * (F + F.T))
+            vectors[:, idx] = Phi @ Q
+        return vectors
+
+    # ------------------------------------------------------------------ evaluation
+    def __call__(self, x: np.ndarray) -> Evaluation:
+        """Objective, constraints and gradients at ``x = [z, b]`` (cached on the bytes of x)."""
+        x = np.asarray(x, dtype=float)
+        key = x.tobytes() + np.float64(self.beta).tobytes()
+        if key == self._cache_key and self._cache is not None:
+            return self._cache
+        if not self._prepared:
+            self.start()
+        t_start = time.perf_counter()
+        z, b = x[: self.n_design], x[self.n_design:]
+        solved = self._solve(z)
+        state = solved["state"]
+        state.iteration = self.n_evaluations
+        modes: Modes = solved["modes"]
+
+        partials: list[Partials] = []
+        owners: list[int] = []
+        for ri, r in enumerate([self.objective] + self.constraints):
+            items = r.evaluate(state, b[self._bound_slices[ri]])
+            if ri == 0 and len(items) < 1:
+                raise InputError(f"objective {r.name} returned no value")
+            for it in items:
+                # bound-variable derivatives are given relative to the response's own slice
+                it.d_bounds = {self._bound_slices[ri].start + k: v for k, v in it.d_bounds.items()}
+            partials.extend(items)
+            owners.extend([ri] * len(items))
+
+        t_sens = time.perf_counter()
+        grads = self._gradients(solved, partials)
+        t_sens = time.perf_counter() - t_sens
+
+        n = x.size
+        full = np.zeros((len(partials), n))
+        full[:, : self.n_design] = grads
+        for row, p in enumerate(partials):
+            for k, v in p.d_bounds.items():
+                full[row, self.n_design + k] += v
+        # The objective's first item is the objective; its other items (bound formulation) are
+        # constraints that belong to it.
+        f = float(partials[0].value)
+        g = np.array([p.value for p in partials[1:]], dtype=float)
+        self.constraint_names = [p.name for p in partials[1:]]
+        vf, _ = self.chain.volume_fraction(solved["rho"])
+        timings = dict(solved["timings"])
+        timings["sensitivities"] = t_sens
+        timings["evaluation"] = time.perf_counter() - t_start + sum(
+            v for k, v in solved["timings"].items() if k in ("filter", "assembly", "modal"))
+        info = {
+            "eigenvalues": modes.eigenvalues.copy(),
+            "omega": modes.omega.copy(),
+            "frequencies_hz": modes.frequencies_hz.copy(),
+            "clusters": [list(c) for c in modes.clusters],
+            "volume_fraction": vf,
+            "beta": self.beta,
+            "timings": timings,
+        }
+        if "tracked_modes" in state.info:
+            info["tracked_modes"] = state.info.pop("tracked_modes")
+        ev = Evaluation(f=f, grad=full[0], g=g, jac=full[1:], info=info)
+        self._cache_key, self._cache = key, ev
+        self._previous_rho = solved["rho"].copy()
+        self._previous_vectors = modes.vectors
+        self.n_evaluations += 1
+        return ev
+
+    def _gradients(self, solved: dict[str, Any], partials: list[Partials]) -> np.ndarray:
+        """d(value)/dz for every partial, shape (n_partials, n_design)."""
+        model = self.model
+        modes: Modes = solved["modes"]
+        vectors = solved["vectors"]
+        n_elem = model.n_elements
+        R = len(partials)
+        D_lam = np.zeros((modes.eigenvalues.size, R))
+        for r, p in enumerate(partials):
+            if p.d_eigenvalues is not None:
+                D_lam[:, r] = p.d_eigenvalues
+        g_sK = np.zeros((n_elem, R))
+        g_sM = np.zeros((n_elem, R))
+        used = np.flatnonzero(np.any(D_lam != 0, axis=1))
+        if used.size:
+            # dλ_i/ds_K,e = φ_eᵀ K_e φ_e, dλ_i/ds_M,e = −λ_i φ_eᵀ M_e φ_e, all used modes at once
+            phi = model.element_values(vectors[:, used])
+            dK = element_quadratic_forms(model.Ke, phi)
+            dM = -modes.eigenvalues[used] * element_quadratic_forms(model.Me, phi)
+            g_sK += dK @ D_lam[used]
+            g_sM += dM @ D_lam[used]
+        for r, p in enumerate(partials):
+            if p.d_vectors is None:
+                continue
+            for i in np.flatnonzero(np.any(p.d_vectors != 0, axis=0)):
+                # MINRES on the deflated system, preconditioned by the modal solve's factorisation
+                # of K − σM: no new factorisation per design (see adjoint.eigenvector_adjoint).
+                gK, gM = eigenvector_adjoint(model, solved["K"], solved["M"], modes, int(i), p.d_vectors[:, i],
+                                             solver=self.adjoint_solver, factorization=self.solver.factorization)
+                g_sK[:, r] += gK
+                g_sM[:, r] += gM
+        d_rho = solved["ds_K"][:, None] * g_sK + solved["ds_M"][:, None] * g_sM
+        for r, p in enumerate(partials):
+            if p.d_densities is not None:
+                d_rho[:, r] += p.d_densities
+        pull = solved["pull"]
+        return np.stack([pull(d_rho[:, r]) for r in range(R)]) if R else np.zeros((0, self.n_design))
