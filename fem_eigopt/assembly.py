@@ -246,9 +246,10 @@ def build_model(problem: Problem) -> Model:
     free_mask[fixed] = False
     free = np.flatnonzero(free_mask)
     n_free = free.size
-    n_modes = problem.analysis.n_modes
-    if n_modes >= n_free:
-        raise fail(problem.label, f"analysis.n_modes = {n_modes}; allowed: fewer than the {n_free} free dofs")
+    # The number of modes is checked by the modal analysis, which may override
+    # problem.analysis.n_modes (``--modes``); checking it here rejected valid requests.
+    if n_free == 0:
+        raise fail(problem.label, "the supports fix every degree of freedom; nothing is left to vibrate")
     free_index = np.full(basis.N, -1, dtype=np.int64)
     free_index[free] = np.arange(n_free)
 
