@@ -95,11 +95,17 @@ def find_clusters(eigenvalues: np.ndarray, rel_tol: float, zero_tol: float = 0.0
 
 
 def normalize_modes(vectors: np.ndarray, M: sp.spmatrix) -> np.ndarray:
-    """M-normalise columns and fix their sign (largest-magnitude entry positive)."""
+    """M-normalise columns and fix their sign (largest-magnitude entry positive).
+
+    Symmetric structures have modes whose largest entries come in pairs of equal magnitude and
+    opposite sign; a plain argmax would then pick by round-off and the sign would differ between
+    backends. The first entry within 1e-6 (relative) of the largest magnitude decides instead.
+    """
     X = np.array(vectors, dtype=float, copy=True)
     norms = np.sqrt(np.einsum("ij,ij->j", X, M @ X))
     X /= norms
-    idx = np.argmax(np.abs(X), axis=0)
+    mag = np.abs(X)
+    idx = np.argmax(mag >= (1.0 - 1e-6) * mag.max(axis=0), axis=0)
     signs = np.sign(X[idx, np.arange(X.shape[1])])
     signs[signs == 0] = 1.0
     return X * signs
