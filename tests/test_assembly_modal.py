@@ -1,0 +1,229 @@
+"""The assembler (element matrices once, scaled re-assembly) and the modal solver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+import skfem
+from skfem.helpers import ddot, dot, sym_grad, trace
+
+import fem_eigopt as fe
+from fem_eigopt.assembly import build_model
+from fem_eigopt.linalg import available_backends, make_factorization
+from fem_eigopt.modal import ModalSolver, shifted_matrix
+
+STEEL_2D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="plane_stress", thickness=0.01)
+STEEL_3D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="solid")
+
+
+def small_cantilever(element: str = "quad2", nx: int = 8, ny: int = 2, **kw) -> fe.Problem:
+    kind = "tri" if element.startswith("tri") else "quad"
+    return fe.Problem(mesh=fe.rectangle(1.0, 0.25, nx, ny, kind=kind), element=element, material=STEEL_2D,
+                      supports=(fe.Support("left"),), analysis=fe.Analysis(n_modes=6), **kw)
+
+
+def small_problem(element: str) -> fe.Problem:
+    """A small clamped model of each element family (2D plane stress or 3D solid)."""
+    if element in ("quad1", "quad2", "tri1", "tri2"):
+        return small_cantilever(element, nx=6, ny=3)
+    kind = "hex" if element.startswith("hex") else "tet"
+    return fe.Problem(mesh=fe.box(1.0, 0.5, 0.5, 3, 2, 2, kind=kind), element=element, material=STEEL_3D,
+                      supports=(fe.Support("left"),), analysis=fe.Analysis(n_modes=6))
+
+
+@pytest.mark.parametrize("element", ["quad1", "quad2", "tri2", "hex1", "tet2"])
+def test_scaled_assembly_equals_skfem(element):
+    """K(s), M(s) from the fixed-pattern assembler equal scikit-fem's assembly of the same forms with
+    an element-wise coefficient, restricted to the free dofs (1e-13 relative, Frobenius)."""
+    problem = small_problem(element)
+    model = build_model(problem)
+    rng = np.random.default_rng(1)
+    s_k, s_m = rng.uniform(0.1, 2.0, model.n_elements), rng.uniform(0.1, 2.0, model.n_elements)
+    lam, mu = problem.material.lame()
+    t = problem.material.thickness if model.dim == 2 else 1.0
+    rho = problem.material.density
+
+    @skfem.BilinearForm
+    def stiffness(u, v, w):
+        eu, ev = sym_grad(u), sym_grad(v)
+        return w.s * t * (2.0 * mu * ddot(eu, ev) + lam * trace(eu) * trace(ev))
+
+    @skfem.BilinearForm
+    def mass(u, v, w):
+        return w.s * t * rho * dot(u, v)
+
+    basis = model.basis
+    n_qp = basis.X.shape[1]
+    free = model.free_dofs
+    K_ref = stiffness.assemble(basis, s=np.repeat(s_k[:, None], n_qp, axis=1))[free][:, free]
+    M_ref = mass.assemble(basis, s=np.repeat(s_m[:, None], n_qp, axis=1))[free][:, free]
+    for ours, ref in ((model.stiffness(s_k), K_ref), (model.mass(s_m), M_ref)):
+        diff = sla.norm((ours - ref).toarray()) / sla.norm(ref.toarray())
+        assert diff < 1e-13
+        assert ours.nnz == model.nnz  # the fixed pattern
+
+
+@pytest.mark.parametrize("element", ["quad1", "quad2", "tri1", "hex1"])
+def test_matrix_properties(element):
+    """K, M symmetric; M positive definite (dense Cholesky); K positive semi-definite when free."""
+    problem = small_problem(element)
+    free = problem.with_changes(supports=())
+    for p in (problem, free):
+        model = build_model(p)
+        K, M = model.stiffness().toarray(), model.mass().toarray()
+        assert np.abs(K - K.T).max() <= 1e-14 * np.abs(K).max()
+        assert np.abs(M - M.T).max() <= 1e-14 * np.abs(M).max()
+        sla.cholesky(M)  # raises LinAlgError unless positive definite
+        eig_k = sla.eigvalsh(K)
+        assert eig_k.min() >= -1e-12 * eig_k.max()
+        n_zero = np.sum(eig_k < 1e-10 * eig_k.max())
+        # a clamped body has no zero-energy mode; a free one exactly its rigid modes
+        assert n_zero == (0 if p.supports else (3 if model.dim == 2 else 6))
+
+
+def test_sparse_solve_equals_dense():
+    model = build_model(small_cantilever("quad2"))
+    K, M = model.stiffness(), model.mass()
+    solver = ModalSolver(6)
+    modes = solver.solve(K, M)
+    dense = sla.eigh(K.toarray(), M.toarray(), eigvals_only=True)[:6]
+    np.testing.assert_allclose(modes.eigenvalues, dense, rtol=1e-10)
+    X, lam = modes.vectors, modes.eigenvalues
+    residual = np.linalg.norm(K @ X - (M @ X) * lam, axis=0) / np.linalg.norm(K @ X, axis=0)
+    assert residual.max() < 1e-8
+    np.testing.assert_allclose(np.einsum("ij,ij->j", X, M @ X), 1.0, atol=1e-12)
+    # M-orthogonal
+    G = X.T @ (M @ X)
+    assert np.abs(G - np.eye(6)).max() < 1e-10
+    # sign convention: the largest-magnitude entry of each mode is positive (ties of equal
+    # magnitude, common in symmetric structures, go to the first such entry)
+    first_max = np.argmax(np.abs(X) >= (1 - 1e-6) * np.abs(X).max(axis=0), axis=0)
+    assert np.all(X[first_max, np.arange(6)] > 0)
+    assert np.all(X.max(axis=0) >= (1 - 1e-6) * np.abs(X).max(axis=0))
+    # repeatable: a second solver on the same matrices gives bitwise the same result
+    again = ModalSolver(6).solve(K, M)
+    assert np.array_equal(again.eigenvalues, modes.eigenvalues)
+    assert np.array_equal(again.vectors, modes.vectors)
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_backends_agree(backend):
+    assert "superlu" in available_backends()  # the fallback is always there
+    model = build_model(small_cantilever("quad2", nx=16, ny=4))
+    K, M = model.stiffness(), model.mass()
+    reference = ModalSolver(6, backend="superlu").solve(K, M)
+    modes = ModalSolver(6, backend=backend).solve(K, M)
+    np.testing.assert_allclose(modes.eigenvalues, reference.eigenvalues, rtol=1e-10)
+    # same mode shapes (simple modes, sign fixed by the convention)
+    np.testing.assert_allclose(modes.vectors, reference.vectors, atol=1e-7 * np.abs(reference.vectors).max())
+
+
+def test_factorizations_solve_both_definiteness_modes():
+    """Each backend solves K - σM x = b for σ < 0 (positive definite) and, where supported,
+    σ between eigenvalues (indefinite)."""
+    model = build_model(small_cantilever("quad1", nx=10, ny=2))
+    K, M = model.stiffness(), model.mass()
+    lam = sla.eigh(K.toarray(), M.toarray(), eigvals_only=True)
+    b = np.linspace(1.0, 2.0, K.shape[0])
+    for backend in available_backends():
+        for sigma, pd in ((-1e-3 * lam[0], True), (0.5 * (lam[0] + lam[1]), False)):
+            if backend == "cholmod" and not pd:
+                continue  # Cholesky only
+            A = shifted_matrix(K, M, sigma)
+            f = make_factorization(backend)
+            f.factor(A, positive_definite=pd)
+            x = f.solve(b)
+            assert np.linalg.norm(A @ x - b) / np.linalg.norm(b) < 1e-8, (backend, sigma)
+
+
+@pytest.mark.skipif("pardiso" not in available_backends(), reason="MKL PARDISO not installed")
+def test_pardiso_reuses_symbolic_analysis():
+    model = build_model(small_cantilever("quad1", nx=20, ny=4))
+    solver = ModalSolver(4, backend="pardiso")
+    rng = np.random.default_rng(7)
+    results = []
+    for _ in range(3):
+        s = rng.uniform(0.2, 1.0, model.n_elements)
+        modes = solver.solve(model.stiffness(s**3), model.mass(s))
+        results.append(modes.eigenvalues)
+        dense = sla.eigh(model.stiffness(s**3).toarray(), model.mass(s).toarray(), eigvals_only=True)[:4]
+        np.testing.assert_allclose(modes.eigenvalues, dense, rtol=1e-10)
+    assert solver.factorization.n_symbolic == 1
+    assert solver.factorization.n_numeric == 3
+    assert not np.allclose(results[0], results[1])  # the designs did change the answer
+
+
+def test_warm_start_gives_same_answer():
+    model = build_model(small_cantilever("quad2", nx=16, ny=4))
+    solver = ModalSolver(6)
+    first = solver.solve(model.stiffness(), model.mass())
+    s = np.full(model.n_elements, 0.9)
+    cold = ModalSolver(6).solve(model.stiffness(s), model.mass())
+    warm = solver.solve(model.stiffness(s), model.mass(), warm_start=first.vectors)
+    np.testing.assert_allclose(warm.eigenvalues, cold.eigenvalues, rtol=1e-10)
+    # uniform stiffness scale 0.9: every eigenvalue scales by exactly 0.9
+    np.testing.assert_allclose(warm.eigenvalues, 0.9 * first.eigenvalues, rtol=1e-10)
+    np.testing.assert_allclose(warm.vectors, cold.vectors, atol=1e-7 * np.abs(cold.vectors).max())
+
+
+def test_clusters_on_square_cantilever(repo):
+    """The square cross-section of problems/cantilever3d.py gives double bending modes."""
+    problem = fe.load_problem(repo / "problems" / "cantilever3d.py", {"nx": 10, "ny": 2, "nz": 2})
+    result = fe.modal_analysis(problem, n_modes=6)
+    lam = result.modes.eigenvalues
+    # modes 1-2 bend in y and z, 3 twists, 4-5 are the second bending pair (observed λ ratios)
+    assert (0, 1) in result.modes.clusters
+    assert (3, 4) in result.modes.clusters
+    assert lam[1] / lam[0] - 1 < 1e-6
+    assert lam[2] / lam[1] > 1.5
+
+
+def test_point_mass_total_mass_and_effect(repo):
+    """1ᵀM_x1 (x-component dofs, fixed ones included) = structure mass + point mass; the tip mass
+    lowers the frequencies."""
+    path = repo / "problems" / "cantilever3d.py"
+    with_mass = fe.load_problem(path, {"nx": 10, "ny": 2, "nz": 2, "tip_mass": 5.0})
+    without = fe.load_problem(path, {"nx": 10, "ny": 2, "nz": 2, "tip_mass": 0.0})
+    structure = 1.0 * 0.2 * 0.2 * 7850.0  # 314 kg: the box volume × ρ (problem docstring)
+    for problem, expected in ((with_mass, structure + 5.0), (without, structure)):
+        model = build_model(problem.with_changes(supports=()))  # every dof free: the whole M
+        M = model.mass()
+        ones_x = (model.dof_component[model.free_dofs] == 0).astype(float)
+        assert ones_x @ (M @ ones_x) == pytest.approx(expected, rel=1e-12)
+        assert model.point_mass.sum() == pytest.approx(3 * (expected - structure), rel=1e-12)
+    lam_with = fe.modal_analysis(with_mass, n_modes=4).modes.eigenvalues
+    lam_without = fe.modal_analysis(without, n_modes=4).modes.eigenvalues
+    assert np.all(lam_with < lam_without)
+
+
+def test_supports_fix_the_right_dofs():
+    mesh = fe.rectangle(2.0, 1.0, 4, 2)
+    material = fe.Material(E=1.0, nu=0.3, density=1.0)
+
+    def fixed(*supports, element="quad2"):
+        model = build_model(fe.Problem(mesh=mesh, element=element, material=material, supports=supports))
+        x = model.basis.doflocs[:, model.fixed_dofs]
+        return model, x, model.dof_component[model.fixed_dofs]
+
+    # named boundary, all components: both components of every dof location on x = 0
+    # (quad2: 3 vertices + 2 edge midpoints on the left edge)
+    model, x, comp = fixed(fe.Support("left"))
+    assert np.all(x[0] == 0.0) and len(comp) == 10 and np.sum(comp == 0) == 5
+    assert model.n_free == model.n_dofs - 10
+    # named boundary, u_y only
+    _, x, comp = fixed(fe.Support("bottom", components=(1,)))
+    assert np.all(x[1] == 0.0) and np.all(comp == 1) and len(comp) == 9  # 5 vertices + 4 midpoints
+    # predicate, u_x only, on the vertical line x = 1 (interior nodes too)
+    _, x, comp = fixed(fe.Support(lambda p: np.isclose(p[0], 1.0), components=(0,)))
+    assert np.all(x[0] == 1.0) and np.all(comp == 0) and len(comp) == 5
+    # a single point, both components
+    _, x, comp = fixed(fe.Support(fe.at_point((2.0, 0.5))))
+    np.testing.assert_array_equal(x, [[2.0, 2.0], [0.5, 0.5]])
+    assert sorted(comp) == [0, 1]
+    # overlapping supports are merged, not double-counted
+    _, _, comp = fixed(fe.Support("left"), fe.Support("left", components=(0,)))
+    assert len(comp) == 10
+    # a support that selects nothing is an error naming it
+    with pytest.raises(fe.InputError, match=r"supports\[0\].*selects no degree of freedom"):
+        fixed(fe.Support(lambda p: p[0] < -1.0))
