@@ -117,6 +117,20 @@ class PolynomialMass(Interpolation):
     coefficients: tuple[tuple[int, float], ...] = ((6, 1e5),)
     threshold: float = 0.1
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise InputError(f"PolynomialMass threshold = {self.threshold!r}; allowed: 0 < threshold < 1")
+        if len(self.coefficients) == 0:
+            raise InputError("PolynomialMass coefficients = (); allowed: ((exponent, factor), ...), at least one")
+        for item in self.coefficients:
+            try:
+                k, c = item
+            except (TypeError, ValueError):
+                raise InputError(f"PolynomialMass coefficient {item!r}; allowed: a pair (exponent, factor)") from None
+            if not (isinstance(k, (int, np.integer)) and k >= 1) or not np.isfinite(c):
+                raise InputError(f"PolynomialMass coefficient ({k!r}, {c!r}); allowed: an integer exponent >= 1 "
+                                 "and a finite factor")
+
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x, dtype=float)
         low_value = sum(c * x**k for k, c in self.coefficients)

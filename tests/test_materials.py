@@ -111,8 +111,6 @@ def test_invalid_parameters_raise(make):
         make()
 
 
-@pytest.mark.xfail(strict=True, reason="PolynomialMass has no __post_init__ validation yet (requested in "
-                                       "fem_eigopt/materials.py); remove this marker when it does")
 @pytest.mark.parametrize("kwargs", [dict(threshold=0.0), dict(threshold=1.5), dict(coefficients=())])
 def test_polynomial_mass_invalid_parameters_raise(kwargs):
     with pytest.raises(InputError):
