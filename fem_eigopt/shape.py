@@ -463,7 +463,7 @@ def check_coordinates(model: Model, X: np.ndarray, params: np.ndarray | None = N
     bad = np.flatnonzero(~(ratio > 1e-12))
     if bad.size:
         what = "vertex coordinates X" if params is None else \
-            f"shape parameters p = {np.array2string(np.asarray(params, dtype=float), precision=6, separator=', ')}"
+            "shape parameters p = [" + ", ".join(f"{v:.6g}" for v in np.ravel(params)) + "]"
         listed = ", ".join(str(e) for e in bad[:5]) + (", …" if bad.size > 5 else "")
         raise InputError(
             f"{what} invert or degenerate {bad.size} element(s) ({listed}; det J ratio {ratio[bad[0]]:.3g}); "
