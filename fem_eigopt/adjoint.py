@@ -452,18 +452,16 @@ def _contract_adjoint(model: Model, modes: Modes, idx: np.ndarray, Y: np.ndarray
 def _nelson_solve(K: sp.csr_matrix, M: sp.csr_matrix, lam: float, phi: np.ndarray, r: np.ndarray,
                   fact: Factorization | None) -> np.ndarray:
     """A solution of the singular ``(K − λM) y = r`` (r ⊥ φ) by Nelson's (1976) reduction."""
-    A = shifted_matrix(K, M, lam)  # shares K's index arrays when K and M share them
+    # K − λM on K's pattern (a new data array: edited in place below)
+    Ar = shifted_matrix(K, M, lam)
     j = int(np.argmax(np.abs(phi)))
-    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
-    data = A.data.copy()
-    in_row_or_col = (rows == j) | (A.indices == j)
-    data[in_row_or_col] = 0.0
-    diag = np.flatnonzero((rows == j) & (A.indices == j))
-    # any non-zero pivot works since ŷ_j = 0; K_jj keeps the scaling of the other rows
-    data[diag] = abs(K[j, j]) if K[j, j] != 0 else 1.0
-    Ar = sp.csr_matrix(A.shape)
-    Ar.indptr, Ar.indices, Ar.data = A.indptr, A.indices, data
-    Ar.has_sorted_indices = True
+    row = slice(Ar.indptr[j], Ar.indptr[j + 1])
+    diag = Ar.indptr[j] + int(np.flatnonzero(Ar.indices[row] == j)[0])
+    pivot = abs(float(K[j, j]))
+    Ar.data[Ar.indices == j] = 0.0  # column j
+    Ar.data[row] = 0.0  # row j
+    # any non-zero pivot works since ŷ_j = 0; |K_jj| keeps the scaling of the other rows
+    Ar.data[diag] = pivot if pivot != 0.0 else 1.0
     fact = make_factorization("auto") if fact is None else fact
     fact.factor(Ar, positive_definite=False)
     b = r.copy()
@@ -505,8 +503,11 @@ def _deflated_minres(K: sp.csr_matrix, M: sp.csr_matrix, modes: Modes, i: int, r
     def project(v):  # Q v = v − Φ (MΦ)ᵀ v
         return v - Phi @ (MPhi.T @ v)
 
-    A = K - lam * M
-    op = spla.LinearOperator((n, n), matvec=lambda v: project_t(A @ project(v)), dtype=float)
+    def apply(v):  # (K − λM) v without forming K − λM
+        w = project(v)
+        return project_t(K @ w - lam * (M @ w))
+
+    op = spla.LinearOperator((n, n), matvec=apply, dtype=float)
     prec = spla.LinearOperator((n, n), matvec=lambda v: project(fact.solve(project_t(v))), dtype=float)
     b = project_t(r)
     if np.linalg.norm(b) == 0.0:
