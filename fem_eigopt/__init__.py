@@ -31,7 +31,16 @@ from .objectives import (
     UserResponse,
     VolumeConstraint,
 )
-from .optimizer import OptimizerSettings
+from .filters import (
+    BetaContinuation,
+    DensityChain,
+    DensityFilter,
+    DesignMap,
+    HeavisideProjection,
+    HelmholtzFilter,
+    PassiveRegions,
+)
+from .optimizer import Evaluation, OptimizeResult, OptimizerSettings, Record, minimize
 from .problem import (
     Analysis,
     DensityDesign,
@@ -47,7 +56,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EigenvectorObjective", "FrequencyBound", "KeepOutBand", "MaxEigenvalue", "MaxGap", "MaxMinEigenvalues",
-    "MinVolume", "OptimizerSettings", "TargetFrequencies", "TrackedMode", "UserResponse", "VolumeConstraint",
+    "MinVolume", "OptimizerSettings", "BetaContinuation", "DensityChain", "DensityFilter", "DesignMap",
+    "HeavisideProjection", "HelmholtzFilter", "PassiveRegions", "Evaluation", "OptimizeResult", "Record",
+    "minimize", "TargetFrequencies", "TrackedMode", "UserResponse", "VolumeConstraint",
     "Analysis", "DensityDesign", "InputError", "LinearMass", "Material", "ModalResult", "ModalSolver",
     "Model", "Modes", "PointMass", "PolynomialMass", "Problem", "RAMP", "SIMP", "Support", "TwoRangeMass",
     "at_point", "box", "build_model", "element_matrices", "find_clusters", "from_file", "load_problem",

@@ -100,3 +100,62 @@ def central_difference(f: Callable[[np.ndarray], float], x: np.ndarray, directio
     x = np.asarray(x, dtype=float)
     d = np.asarray(direction, dtype=float)
     return (float(f(x + h * d)) - float(f(x - h * d))) / (2.0 * h)
+
+
+@dataclass
+class ResponseCheck:
+    """Taylor test of one scalar response (objective or constraint) along one direction."""
+
+    name: str
+    direction: int
+    result: TaylorResult
+    linear: bool
+    central_difference: float
+
+    @property
+    def passed(self) -> bool:
+        return self.linear or self.result.passed()
+
+    @property
+    def relative_error(self) -> float:
+        """|gᵀd − central difference| / max(|gᵀd|, |cd|, tiny)."""
+        a, b = self.result.directional_derivative, self.central_difference
+        return abs(a - b) / max(abs(a), abs(b), 1e-300)
+
+
+def check_evaluator(evaluate: Callable, x: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                    names: list[str], n_directions: int = 2, h0: float = 1e-2, n_steps: int = 5,
+                    seed: int = 0, cd_step: float = 1e-6) -> list[ResponseCheck]:
+    """Taylor-test the objective and every constraint of ``evaluate(x) -> Evaluation`` at ``x``.
+
+    One random direction (uniform in [-1, 1] per entry, zero where a step would leave the bounds)
+    serves all responses: each step costs one evaluation, whatever the number of constraints.
+    A response whose remainders are all at round-off level relative to ``h·|gᵀd|`` is linear along
+    the direction (e.g. a volume constraint through a linear filter) and passes.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, dtype=float)
+    out: list[ResponseCheck] = []
+    e0 = evaluate(x)
+    values0 = np.concatenate([[e0.f], e0.g])
+    grads0 = np.vstack([e0.grad[None, :], e0.jac]) if e0.g.size else e0.grad[None, :]
+    for k in range(n_directions):
+        d = rng.uniform(-1.0, 1.0, x.size)
+        room = np.minimum(upper - x, x - lower)
+        d[room < h0] = 0.0  # keep every step inside the bounds
+        steps = h0 * 0.5 ** np.arange(n_steps)
+        vals = np.array([np.concatenate([[e.f], e.g]) for e in (evaluate(x + h * d) for h in steps)])
+        ep, em = evaluate(x + cd_step * d), evaluate(x - cd_step * d)
+        cd = (np.concatenate([[ep.f], ep.g]) - np.concatenate([[em.f], em.g])) / (2 * cd_step)
+        slopes = grads0 @ d
+        for r in range(values0.size):
+            rem = np.abs(vals[:, r] - values0[r] - steps * slopes[r])
+            floor = 1e-9 * (abs(values0[r]) + steps * abs(slopes[r]) + 1e-300)
+            linear = bool(np.all(rem <= floor))
+            ok = rem > floor
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rates = np.log(rem[1:] / rem[:-1]) / np.log(0.5)
+            rate = float(np.polyfit(np.log(steps[ok]), np.log(rem[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
+            out.append(ResponseCheck(names[r], k, TaylorResult(steps, rem, rates, rate, float(slopes[r])),
+                                     linear, float(cd[r])))
+    return out

@@ -307,7 +307,8 @@ class MaxMinEigenvalues(Response):
         return np.array([0.99]) if self.method == "bound" else np.zeros(0)
 
     def bound_limits(self) -> list[tuple[float, float]]:
-        return [(0.0, 1e3)] if self.method == "bound" else []
+        # β is λ/λ_ref: a range of a few tens keeps MMA's initial asymptotes (half the range) sane
+        return [(0.0, 50.0)] if self.method == "bound" else []
 
     def evaluate(self, state: ModalState, bounds: np.ndarray) -> list[Partials]:
         idx = np.array([m - 1 for m in self.modes])
@@ -367,7 +368,7 @@ class MaxGap(Response):
         return np.array([lam[n - 1] * 1.001, lam[n] * 0.999])
 
     def bound_limits(self) -> list[tuple[float, float]]:
-        return [(0.0, 1e3), (0.0, 1e3)]
+        return [(0.0, 50.0), (0.0, 50.0)]
 
     def evaluate(self, state: ModalState, bounds: np.ndarray) -> list[Partials]:
         n = self.lower_mode
