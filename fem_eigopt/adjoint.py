@@ -97,8 +97,9 @@ def element_quadratic_forms(A_e: np.ndarray, U: np.ndarray, V: np.ndarray | None
     -----
     Computed as a batched product ``W = A_e @ V`` (n_elem, n_edof, k) followed by one einsum
     ``Σ_a U[e,a,k] W[e,a,k]``: extra memory O(n_elem·n_edof·k), never (n_elem, n_edof, n_edof, k).
-    A single three-operand einsum gives the same numbers but is 3–6× slower (numpy's einsum does
-    not use the batched matmul kernel); measured in ``benchmarks/bench_adjoint.py``.
+    A single three-operand einsum gives the same numbers but is about 6× slower (2× with
+    ``optimize=True``): numpy's einsum does not reach the batched matmul kernel (measured in
+    ``benchmarks/bench_adjoint.py``).
     """
     A_e = np.asarray(A_e)
     U = np.asarray(U)
