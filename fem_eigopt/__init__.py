@@ -26,6 +26,7 @@ from .objectives import (
     MaxGap,
     MaxMinEigenvalues,
     MinVolume,
+    ModeAmplitudeAt,
     TargetFrequencies,
     TrackedMode,
     UserResponse,
@@ -56,7 +57,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EigenvectorObjective", "FrequencyBound", "KeepOutBand", "MaxEigenvalue", "MaxGap", "MaxMinEigenvalues",
-    "MinVolume", "OptimizerSettings", "BetaContinuation", "DensityChain", "DensityFilter", "DesignMap",
+    "MinVolume", "ModeAmplitudeAt", "OptimizerSettings", "BetaContinuation", "DensityChain", "DensityFilter", "DesignMap",
     "HeavisideProjection", "HelmholtzFilter", "PassiveRegions", "Evaluation", "OptimizeResult", "Record",
     "minimize", "TargetFrequencies", "TrackedMode", "UserResponse", "VolumeConstraint",
     "Analysis", "DensityDesign", "InputError", "LinearMass", "Material", "ModalResult", "ModalSolver",

@@ -45,6 +45,7 @@ __all__ = [
     "FrequencyBound",
     "KeepOutBand",
     "EigenvectorObjective",
+    "ModeAmplitudeAt",
     "UserResponse",
     "TrackedMode",
     "mac_matrix",
@@ -496,10 +497,10 @@ class FrequencyBound(Response):
         out = []
         if self.lower_hz is not None:
             lo = (TWO_PI * self.lower_hz) ** 2
-            out.append(Partials(1.0 - lam / lo, d_eigenvalues=_unit(k, i, -1.0 / lo), name=f"f{i + 1}>={self.lower_hz}Hz"))
+            out.append(Partials(1.0 - lam / lo, d_eigenvalues=_unit(k, i, -1.0 / lo), name=f"f{i + 1}>={self.lower_hz:.4g}Hz"))
         if self.upper_hz is not None:
             up = (TWO_PI * self.upper_hz) ** 2
-            out.append(Partials(lam / up - 1.0, d_eigenvalues=_unit(k, i, 1.0 / up), name=f"f{i + 1}<={self.upper_hz}Hz"))
+            out.append(Partials(lam / up - 1.0, d_eigenvalues=_unit(k, i, 1.0 / up), name=f"f{i + 1}<={self.upper_hz:.4g}Hz"))
         return out
 
 
@@ -543,35 +544,70 @@ class KeepOutBand(Response):
 
 
 @dataclass
+class ModeAmplitudeAt:
+    """Squared modal displacement at the mesh vertex nearest ``point``, in ``component`` (0 = x).
+
+    A specification bound to the model when the optimisation starts (the dof numbers are not known
+    in the problem file); the bound functional is :class:`fem_eigopt.adjoint.ModalAmplitude`.
+    """
+
+    point: tuple
+    component: int = 1
+
+    def bind(self, model) -> Callable:
+        from .adjoint import ModalAmplitude
+
+        p = np.asarray(self.point, dtype=float)
+        mesh_p = model.basis.mesh.p
+        if p.size != mesh_p.shape[0] or not 0 <= self.component < mesh_p.shape[0]:
+            raise InputError(f"ModeAmplitudeAt point {self.point!r}, component {self.component!r}; allowed: "
+                             f"{mesh_p.shape[0]} coordinates and a component 0..{mesh_p.shape[0] - 1}")
+        vertex = int(np.argmin(np.linalg.norm(mesh_p - p[:, None], axis=0)))
+        dof = int(model.basis.nodal_dofs[self.component, vertex])
+        return ModalAmplitude.at_global_dofs(model, [dof])
+
+
+@dataclass
 class EigenvectorObjective(Response):
     """A functional of one mode shape, g(φ_mode), minimised (or maximised with ``sign=-1``).
 
-    ``functional(phi, state) -> (value, dg_dphi)`` with phi (n_free,) M-normalised; the evaluator
-    does the eigenvector adjoint solve. ``mode`` may be a :class:`TrackedMode`.
+    ``functional`` is a callable ``phi -> (value, dg_dphi)`` with phi (n_free,) M-normalised (see
+    the functionals of :mod:`fem_eigopt.adjoint`: ModalAmplitude, QuadraticForm, ModalAssurance),
+    or a specification with ``bind(model) -> callable`` such as :class:`ModeAmplitudeAt`. The
+    evaluator does the eigenvector adjoint solve. ``mode`` may be a :class:`TrackedMode`.
+    Values are scaled by the value at the starting design.
     """
 
-    functional: Callable = None
+    functional: Any = None
     mode: Any = 1
     sign: float = 1.0
     name: str = "eigenvector_functional"
 
     def __post_init__(self) -> None:
-        if not callable(self.functional):
-            raise InputError("EigenvectorObjective.functional must be callable (phi, state) -> (value, dg_dphi)")
+        if not (callable(self.functional) or hasattr(self.functional, "bind")):
+            raise InputError("EigenvectorObjective.functional must be callable phi -> (value, dg_dphi) "
+                             "or have bind(model)")
         _check_mode(self.mode, "EigenvectorObjective.mode")
         self.max_mode = self.mode if isinstance(self.mode, int) else self.mode.start_mode + 2
         self._ref = 1.0
+        self._bound = None
+
+    def _function(self, state: ModalState) -> Callable:
+        if self._bound is None:
+            f = self.functional
+            self._bound = f.bind(state.model) if hasattr(f, "bind") else f
+        return self._bound
 
     def prepare(self, state: ModalState) -> np.ndarray:
         _prepare_mode(self.mode, state)
         i = _mode_index(self.mode, state)
-        v, _ = self.functional(state.vectors[:, i], state)
+        v, _ = self._function(state)(state.vectors[:, i])
         self._ref = abs(float(v)) or 1.0
         return np.zeros(0)
 
     def evaluate(self, state: ModalState, bounds: np.ndarray) -> list[Partials]:
         i = _mode_index(self.mode, state)
-        v, dphi = self.functional(state.vectors[:, i], state)
+        v, dphi = self._function(state)(state.vectors[:, i])
         D = np.zeros_like(state.vectors)
         D[:, i] = self.sign * np.asarray(dphi) / self._ref
         return [Partials(self.sign * float(v) / self._ref, d_vectors=D, name=self.name)]
