@@ -1,0 +1,205 @@
+"""The command line and problem files: published numbers, regression numbers, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fem_eigopt.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fem_eigopt", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def run_main(capsys, monkeypatch, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in this process (no interpreter start-up): same exit code, stdout and stderr."""
+    monkeypatch.chdir(REPO)
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def modal_json(*args: str, proc=None) -> dict:
+    """Run ``modal ARGS --json`` (in a subprocess unless ``proc`` already holds the result)."""
+    proc = proc or run_cli("modal", *args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout  # exactly one JSON object on stdout
+    return json.loads(lines[0])
+
+
+# Du & Olhoff (2007), Struct. Multidisc. Optim. 34:91-110: initial design (uniform density 0.5)
+# ω1 = 68.7 rad/s simply supported, 146.1 rad/s clamped-clamped. The default 160 × 20 quad1 mesh
+# gives 68.40 and 145.57 (both 0.4 % low).
+@pytest.mark.parametrize("supports, published", [("SS", 68.7), ("CC", 146.1)])
+def test_beam_published_initial_frequency(supports, published):
+    out = modal_json("problems/beam.py", "--set", f"supports={supports}")
+    assert out["omega"][0] == pytest.approx(published, rel=0.01)
+    assert out["parameters"]["supports"] == supports
+    assert out["n_elements"] == 160 * 20
+    assert len(out["eigenvalues"]) == out["parameters"]["n_modes"]
+
+
+# Regression numbers, coarse meshes: obtained once with `python -m fem_eigopt modal FILE --set ...
+# --json` at commit 81a7dbb (pardiso backend; superlu agrees to 1e-10). Every parameter that
+# changes the physics is set explicitly, so a changed default does not break the case. They guard
+# the problem files and the pipeline against unnoticed change, not against theory (test_theory.py).
+COARSE = {
+    "beam.py": [
+        (("nx=40", "ny=6", "volfrac=0.5", "element=quad1", "supports=SS"),
+         {0: 69.19379806012856, 1: 258.3890329488206}, []),
+        (("nx=40", "ny=6", "volfrac=0.5", "element=quad1", "supports=CC"),
+         {0: 147.24976289911262, 1: 368.15510688396836}, []),
+    ],
+    "cantilever3d.py": [
+        # square section: bending pairs (0, 1) and (3, 4)
+        (("nx=10", "ny=2", "nz=2", "volfrac=0.5", "tip_mass=5.0", "element=hex1"),
+         {0: 520.82944456538, 2: 2521.8800417264674, 3: 2897.147205874758}, [[0, 1], [3, 4]]),
+    ],
+    "bracket.py": [
+        # f1 = 990.9 Hz on this mesh (1000.5 Hz on the default 80 × 40)
+        (("nx=20", "ny=10", "initial=1.0", "instrument_kg=0.5"),
+         {0: 6226.206589048036, 1: 22042.62111680888}, []),
+    ],
+    "mode_shape.py": [
+        # the Du–Olhoff CC beam at the uniform start: the numbers of beam.py CC
+        (("nx=40", "ny=6", "volfrac=0.5"), {0: 147.24976289911262, 1: 368.15510688396836}, []),
+    ],
+    "gap.py": [
+        # the same beam as beam.py SS at the uniform start: the same numbers
+        (("nx=40", "ny=6", "volfrac=0.5", "supports=SS"),
+         {0: 69.19379806012856, 1: 258.3890329488206}, []),
+    ],
+}
+
+
+@pytest.mark.parametrize("name, overrides, omegas, clusters",
+                         [(name, *case) for name, cases in COARSE.items() for case in cases])
+def test_problem_files_coarse(name, overrides, omegas, clusters, capsys, monkeypatch):
+    proc = run_main(capsys, monkeypatch, "modal", f"problems/{name}", "--set", *overrides, "--json")
+    out = modal_json(proc=proc)
+    for i, omega in omegas.items():
+        assert out["omega"][i] == pytest.approx(omega, rel=1e-6), i
+    assert out["clusters"] == clusters
+
+
+def test_every_problem_file_has_a_coarse_case():
+    files = sorted(p.name for p in (REPO / "problems").glob("*.py") if not p.name.startswith("_"))
+    missing = [f for f in files if f not in COARSE]
+    assert not missing, f"add a coarse reference case to COARSE for {missing}"
+
+
+def test_modes_option_and_table_output(capsys, monkeypatch):
+    proc = run_main(capsys, monkeypatch, "modal", "problems/beam.py", "--set", "nx=40", "ny=6", "--modes", "2",
+                    "--json")
+    out = modal_json(proc=proc)
+    assert len(out["omega"]) == 2
+    assert out["omega"][0] == pytest.approx(COARSE["beam.py"][0][1][0], rel=1e-6)
+    proc = run_cli("modal", "problems/beam.py", "--set", "nx=40", "ny=6", "--modes", "3")  # table
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 3
+    assert float(rows[0][2]) == pytest.approx(69.193798, rel=1e-6)  # ω column of mode 1
+
+
+@pytest.fixture
+def material_problem(tmp_path) -> Path:
+    """A small problem file whose material and support are parameters."""
+    path = tmp_path / "plate.py"
+    path.write_text(textwrap.dedent('''
+        """A 2 x 1 clamped plate for the CLI error tests."""
+        import fem_eigopt as fe
+
+
+        def problem(E: float = 1.0, nu: float = 0.3, nx: int = 4, ny: int = 2, empty_support: bool = False):
+            where = (lambda x: x[0] < -1.0) if empty_support else "left"
+            return fe.Problem(mesh=fe.rectangle(2.0, 1.0, nx, ny), element="quad1",
+                              material=fe.Material(E=E, nu=nu, density=1.0), supports=(fe.Support(where),))
+    '''))
+    return path
+
+
+def test_small_problem_runs(material_problem, capsys, monkeypatch):
+    # 4 x 2 quad1 plate, left edge clamped: 24 free dofs
+    out = modal_json(proc=run_main(capsys, monkeypatch, "modal", str(material_problem), "--modes", "3", "--json"))
+    assert out["n_free_dofs"] == 24
+    assert len(out["omega"]) == 3
+    # doubling E multiplies every ω by √2 exactly (K ∝ E, M unchanged)
+    stiff = modal_json(proc=run_main(capsys, monkeypatch, "modal", str(material_problem), "--modes", "3",
+                                     "--set", "E=2.0", "--json"))
+    assert stiff["omega"][0] == pytest.approx(out["omega"][0] * 2**0.5, rel=1e-10)
+
+
+def test_more_modes_than_before_on_tiny_model(material_problem, capsys, monkeypatch):
+    """--modes overrides the problem's n_modes (6) also where 6 would not fit (4 free dofs)."""
+    out = modal_json(proc=run_main(capsys, monkeypatch, "modal", str(material_problem), "--set", "nx=1", "ny=1",
+                                   "--modes", "3", "--json"))
+    assert out["n_free_dofs"] == 4 and len(out["omega"]) == 3
+
+
+BAD_INPUT = [
+    # (arguments, words the one-line message must contain)
+    (("modal", "no_such_problem.py"), ["no_such_problem.py", "no such problem file"]),
+    (("modal", "problems/beam.py", "--set", "colour=red"),
+     ["'colour'", "accepted", "nx", "ny", "supports"]),
+    (("modal", "problems/beam.py", "--set", "nx=abc"), ["nx", "'abc'", "int"]),
+    (("modal", "problems/beam.py", "--set", "nx"), ["--set", "KEY=VALUE"]),
+    (("modal", "problems/beam.py", "--modes", "abc"), ["--modes", "'abc'"]),
+    (("modal", "problems/beam.py", "--modes", "0"), ["--modes", ">= 1"]),
+    (("modal", "problems/beam.py", "--backend", "magic"), ["'magic'", "superlu"]),
+]
+
+
+def _assert_one_line_error(proc, words):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert proc.stdout == ""
+
+
+def test_bad_input_exits_2_subprocess():
+    # two of them through a real interpreter: exit status and stderr as a shell sees them
+    for args, words in BAD_INPUT[:2]:
+        _assert_one_line_error(run_cli(*args), words)
+
+
+@pytest.mark.parametrize("args, words", BAD_INPUT)
+def test_bad_input_exits_2(args, words, capsys, monkeypatch):
+    _assert_one_line_error(run_main(capsys, monkeypatch, *args), words)
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (("E=-1",), ["material.E", "-1", "> 0"]),
+        (("nu=0.5",), ["material.nu", "0.5", "nu < 0.5"]),
+        (("nu=0.7",), ["material.nu", "0.7"]),
+        (("empty_support=true",), ["supports[0]", "selects no degree of freedom"]),
+    ],
+)
+def test_bad_problem_values_exit_2(material_problem, overrides, words, capsys, monkeypatch):
+    proc = run_main(capsys, monkeypatch, "modal", str(material_problem), "--set", *overrides)
+    _assert_one_line_error(proc, [str(material_problem), *words])
+
+
+def test_too_many_modes_exit_2(material_problem, capsys, monkeypatch):
+    proc = run_main(capsys, monkeypatch, "modal", str(material_problem), "--modes", "24")  # 24 free dofs
+    _assert_one_line_error(proc, [str(material_problem), "24", "fewer than the 24 free dofs"])
+
+
+def test_debug_raises(material_problem, monkeypatch):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ValueError, match="material.E"):  # --debug lets the error through
+        main(["modal", str(material_problem), "--set", "E=-1", "--debug"])
