@@ -119,9 +119,10 @@ def test_element_quadratic_forms_against_explicit_products():
     U, V = rng.standard_normal((7, 5, 3)), rng.standard_normal((7, 5, 3))
     expected = np.array([[U[e, :, k] @ A[e] @ V[e, :, k] for k in range(3)] for e in range(7)])
     np.testing.assert_allclose(adj.element_quadratic_forms(A, U, V), expected, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(adj.element_quadratic_forms(A, U[:, :, 1]), expected_sym := np.array(
-        [U[e, :, 1] @ A[e] @ U[e, :, 1] for e in range(7)]), rtol=1e-13)
-    assert expected_sym.shape == (7,)
+    expected_sym = np.array([U[e, :, 1] @ A[e] @ U[e, :, 1] for e in range(7)])
+    single = adj.element_quadratic_forms(A, U[:, :, 1])  # one vector per element: V = U, shape (7,)
+    assert single.shape == (7,)
+    np.testing.assert_allclose(single, expected_sym, rtol=1e-13)
     with pytest.raises(ValueError):
         adj.element_quadratic_forms(A, U[:, :4])
 
@@ -138,7 +139,7 @@ def test_eigenvalue_gradients_taylor_and_central_difference(case: Case):
     assert G.shape == (case.model.n_elements, N_MODES)
     d = case.direction()
     for i in range(N_MODES):
-        rate, rel = _check_gradient(lambda x: case.solve(x)[2].eigenvalues[i], G[:, i], case.x, d)
+        _check_gradient(lambda x: case.solve(x)[2].eigenvalues[i], G[:, i], case.x, d)
     # the sum over elements of s_K·dλ/ds_K + s_M·dλ/ds_M is zero (λ is homogeneous of degree 0 in
     # a common scaling of K and M): an exact identity, independent of finite differences
     sK, sM = STIFF(case.x)[0], MASS(case.x)[0]
