@@ -7,6 +7,8 @@ function returns a new mesh and leaves its input alone.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Callable
 
@@ -86,10 +88,15 @@ def from_file(path: str | Path, *, default_boundaries: bool = True) -> skfem.Mes
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such mesh file")
+    # meshio reports an unreadable file by printing to stderr and calling sys.exit(1): catch the
+    # SystemExit too and keep its message, so the user gets one InputError line (CLI exit code 2).
+    printed = io.StringIO()
     try:
-        mesh = skfem.Mesh.load(str(path))
-    except Exception as exc:
-        raise InputError(f"{path}: could not read the mesh: {type(exc).__name__}: {exc}") from exc
+        with contextlib.redirect_stderr(printed):
+            mesh = skfem.Mesh.load(str(path))
+    except (Exception, SystemExit) as exc:
+        detail = " ".join(printed.getvalue().split()) or f"{type(exc).__name__}: {exc}"
+        raise InputError(f"{path}: could not read the mesh: {detail}") from exc
     if default_boundaries:
         mesh = _with_box_boundaries(mesh)
     return mesh
