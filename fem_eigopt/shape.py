@@ -152,8 +152,28 @@ def _coordinates(model: Model, X: np.ndarray | None, name: str = "X") -> np.ndar
 
 
 def _jacobians(X: np.ndarray, t: np.ndarray, geom_grads: np.ndarray) -> np.ndarray:
-    """J[e, q, i, j] = ∂x_i/∂ξ_j = Σ_a X[i, t[a, e]] Γ[a, j, q]; shape (n_elem, n_q, dim, dim)."""
-    return np.einsum("iae,ajq->eqij", X[:, t], geom_grads, optimize=True)
+    """J[i, j, e, q] = ∂x_i/∂ξ_j = Σ_a X[i, t[a, e]] Γ[a, j, q]; shape (dim, dim, n_elem, n_q)."""
+    return np.ascontiguousarray(np.tensordot(X[:, t], geom_grads, axes=([1], [0])).transpose(0, 2, 1, 3))
+
+
+def _det_inv(J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """det J (n_elem, n_q) and J⁻¹ (dim, dim, n_elem, n_q) by cofactors (dim 2 or 3).
+
+    Closed forms on contiguous (n_elem, n_q) planes: no per-matrix LAPACK call.
+    """
+    dim = J.shape[0]
+    if dim == 2:
+        det = J[0, 0] * J[1, 1] - J[0, 1] * J[1, 0]
+        adj = np.array([[J[1, 1], -J[0, 1]], [-J[1, 0], J[0, 0]]])
+    else:
+        # cofactor C_ij = J_{i+1,j+1} J_{i+2,j+2} − J_{i+1,j+2} J_{i+2,j+1} (indices mod 3); adj = Cᵀ
+        cof = np.array([[J[(i + 1) % 3, (j + 1) % 3] * J[(i + 2) % 3, (j + 2) % 3]
+                         - J[(i + 1) % 3, (j + 2) % 3] * J[(i + 2) % 3, (j + 1) % 3] for j in range(3)]
+                        for i in range(3)])
+        det = J[0, 0] * cof[0, 0] + J[0, 1] * cof[0, 1] + J[0, 2] * cof[0, 2]
+        adj = cof.transpose(1, 0, 2, 3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return det, adj / det
 
 
 def _material(model: Model) -> tuple[float, float, float, float]:
@@ -186,32 +206,54 @@ def _element_vectors(model: Model, U: np.ndarray, name: str) -> np.ndarray:
 
 
 class _Geometry:
-    """J⁻¹ and |det J| at the quadrature points of all elements for vertex coordinates X."""
+    """J⁻¹ (dim, dim, n_elem, n_q) and w |det J| (n_elem, n_q) for vertex coordinates X."""
 
     def __init__(self, ref: _Reference, t: np.ndarray, X: np.ndarray) -> None:
-        J = _jacobians(X, t, ref.geom_grads)
-        self.inv = np.linalg.inv(J)  # (n_elem, n_q, dim, dim), batched LAPACK: no element loop
-        self.dx = np.abs(np.linalg.det(J)) * ref.weights  # (n_elem, n_q): w_q |det J_q|
+        det, self.inv = _det_inv(_jacobians(X, t, ref.geom_grads))
+        self.dx = np.abs(det) * ref.weights  # w_q |det J_q|, as scikit-fem's basis.dx
+
+
+# Quadrature-point fields are stored component-first, (dim, dim, n_elem, n_q) as in scikit-fem, so
+# that every small-matrix operation is a handful of operations on contiguous (n_elem, n_q) planes
+# (NumPy's batched ``@`` on (..., 3, 3) stacks loops over the tiny matrices and is much slower).
+
+
+def _mm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Product of fields of small matrices: A (m, n, ...) and B (n, p, ...) → (m, p, ...)."""
+    out = A[:, 0, None] * B[None, 0]
+    for j in range(1, A.shape[1]):
+        out += A[:, j, None] * B[None, j]
+    return out
+
+
+def _tr(A: np.ndarray) -> np.ndarray:
+    """Transpose of a field of small matrices (view)."""
+    return A.swapaxes(0, 1)
 
 
 def _gradients(ref: _Reference, geo: _Geometry, Ue: np.ndarray) -> np.ndarray:
-    """∇_x u at the quadrature points: (n_elem, n_q, dim_u, dim_x) from Ue (n_elem, n_sb, dim)."""
-    H = np.einsum("eac,ajq->eqcj", Ue, ref.grads, optimize=True)  # ∂u_c/∂ξ_j
-    return H @ geo.inv
+    """∇_x u at the quadrature points, A[c, i, e, q] = ∂u_c/∂x_i, from Ue (n_elem, n_sb, dim)."""
+    H = np.tensordot(Ue, ref.grads, axes=([1], [0])).transpose(1, 2, 0, 3)  # ∂u_c/∂ξ_j (c, j, e, q)
+    return _mm(np.ascontiguousarray(H), geo.inv)
 
 
 def _values(ref: _Reference, Ue: np.ndarray) -> np.ndarray:
-    """u at the quadrature points: (n_elem, n_q, dim)."""
-    return np.einsum("eac,aq->eqc", Ue, ref.values, optimize=True)
+    """u at the quadrature points, (dim, n_elem, n_q)."""
+    return np.tensordot(Ue, ref.values, axes=([1], [0])).transpose(1, 0, 2)
 
 
 def _stress(A: np.ndarray, lam: float, mu: float) -> np.ndarray:
-    """σ = μ(A + Aᵀ) + λ tr(A) I for displacement gradients A (..., dim, dim)."""
-    sigma = mu * (A + np.swapaxes(A, -1, -2))
-    tr = np.trace(A, axis1=-2, axis2=-1)
-    idx = np.arange(A.shape[-1])
-    sigma[..., idx, idx] += lam * tr[..., None]
+    """σ = μ(A + Aᵀ) + λ tr(A) I for displacement gradients A (dim, dim, ...)."""
+    sigma = mu * (A + _tr(A))
+    tr = sum(A[i, i] for i in range(A.shape[0]))
+    for i in range(A.shape[0]):
+        sigma[i, i] += lam * tr
     return sigma
+
+
+def _contract(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A : B over the two matrix axes, (n_elem, n_q)."""
+    return np.einsum("ij...,ij...->...", A, B)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,8 +323,8 @@ def element_forms(model: Model, U: np.ndarray, V: np.ndarray, X: np.ndarray | No
     uMv = np.empty((Ue.shape[0], k))
     for j in range(k):  # loop over vectors (modes), not elements
         A, B = _gradients(ref, geo, Ue[..., j]), _gradients(ref, geo, Ve[..., j])
-        W = np.einsum("eqij,eqij->eq", A, _stress(B, lam, mu))
-        uv = np.einsum("eqc,eqc->eq", _values(ref, Ue[..., j]), _values(ref, Ve[..., j]))
+        W = _contract(A, _stress(B, lam, mu))  # 2μ ε(u):ε(v) + λ div u div v
+        uv = _contract(_values(ref, Ue[..., j])[:, None], _values(ref, Ve[..., j])[:, None])
         uKv[:, j] = thickness * np.einsum("eq,eq->e", geo.dx, W)
         uMv[:, j] = thickness * density * np.einsum("eq,eq->e", geo.dx, uv)
     return uKv, uMv
@@ -292,32 +334,44 @@ def element_forms(model: Model, U: np.ndarray, V: np.ndarray, X: np.ndarray | No
 # coordinate gradients
 
 
-def _momentum(ref: _Reference, geo: _Geometry, Ue: np.ndarray, Ve: np.ndarray, aK: np.ndarray, aM: np.ndarray,
-              lam: float, mu: float) -> np.ndarray:
-    """Σ-able ∂f/∂J integrand (without w|det J| J⁻ᵀ) for one vector pair: (n_elem, n_q, dim, dim).
+def _momentum(ref: _Reference, geo: _Geometry, Ue: np.ndarray, Ve: np.ndarray | None, aK: np.ndarray,
+              aM: np.ndarray, lam: float, mu: float) -> np.ndarray:
+    """Σ-able ∂f/∂J integrand (without w|det J| J⁻ᵀ) for one vector pair: (dim, dim, n_elem, n_q).
 
     ``aK``, ``aM`` (n_elem,) are the per-element factors of the stiffness and mass forms (they
-    include thickness and density).
+    include thickness and density). ``Ve = None`` means ``Ve = Ue`` (half the work).
     """
-    A, B = _gradients(ref, geo, Ue), _gradients(ref, geo, Ve)
-    sA, sB = _stress(A, lam, mu), _stress(B, lam, mu)
-    W = np.einsum("eqij,eqij->eq", A, sB)
-    uv = np.einsum("eqc,eqc->eq", _values(ref, Ue), _values(ref, Ve))
+    A = _gradients(ref, geo, Ue)
+    sA = _stress(A, lam, mu)
+    u = _values(ref, Ue)[:, None]
+    if Ve is None:
+        W = _contract(A, sA)
+        uv = _contract(u, u)
+        E = _mm(_tr(A), sA)
+        E *= 2.0
+    else:
+        B = _gradients(ref, geo, Ve)
+        sB = _stress(B, lam, mu)
+        W = _contract(A, sB)
+        uv = _contract(u, _values(ref, Ve)[:, None])
+        E = _mm(_tr(A), sB)
+        E += _mm(_tr(B), sA)
     # Eshelby tensor W I − Aᵀσ_B − Bᵀσ_A for K; (u·v) I for M
-    E = -aK[:, None, None, None] * (np.swapaxes(A, -1, -2) @ sB + np.swapaxes(B, -1, -2) @ sA)
+    E *= -aK[:, None]
     diag = aK[:, None] * W + aM[:, None] * uv
-    idx = np.arange(A.shape[-1])
-    E[..., idx, idx] += diag[..., None]
+    for i in range(E.shape[0]):
+        E[i, i] += diag
     return E
 
 
 def _to_vertices(ref: _Reference, geo: _Geometry, t: np.ndarray, E: np.ndarray, n_vertices: int) -> np.ndarray:
-    """∂f/∂X (dim, n_vertices) from the integrands E (n_elem, n_q, dim, dim)."""
-    dJ = geo.dx[:, :, None, None] * (E @ np.swapaxes(geo.inv, -1, -2))  # ∂f/∂J_q
-    dXe = np.einsum("eqij,ajq->eia", dJ, ref.geom_grads, optimize=True)  # (n_elem, dim, n_gv)
+    """∂f/∂X (dim, n_vertices) from the integrands E (dim, dim, n_elem, n_q)."""
+    dJ = _mm(E, _tr(geo.inv))  # ∂f/∂J_q = w_q |det J_q| E J_q⁻ᵀ
+    dJ *= geo.dx
+    dXe = np.tensordot(dJ, ref.geom_grads, axes=([1, 3], [1, 2]))  # Σ_j,q: (dim, n_elem, n_gv)
     vertex = t.T.ravel()
-    return np.stack([np.bincount(vertex, weights=dXe[:, i, :].ravel(), minlength=n_vertices)
-                     for i in range(dXe.shape[1])])
+    return np.stack([np.bincount(vertex, weights=dXe[i].ravel(), minlength=n_vertices)
+                     for i in range(dXe.shape[0])])
 
 
 def coordinate_gradient(
@@ -355,6 +409,7 @@ def coordinate_gradient(
     ref = _reference(model)
     mesh = model.basis.mesh
     X = _coordinates(model, X)
+    symmetric = U is V
     Ue, Ve = _element_vectors(model, U, "U"), _element_vectors(model, V, "V")
     if Ue.shape != Ve.shape:
         raise InputError(f"U has shape {np.shape(U)} and V {np.shape(V)}; allowed: equal shapes")
@@ -366,9 +421,9 @@ def coordinate_gradient(
     s_K, s_M = _scale(s_K, n_elem, "s_K"), _scale(s_M, n_elem, "s_M")
     lam, mu, density, thickness = _material(model)
     geo = _Geometry(ref, mesh.t, X)
-    E = np.zeros(geo.inv.shape)
+    E = np.zeros_like(geo.inv)
     for j in range(k):  # loop over vector pairs (modes), each vectorised over elements
-        E += _momentum(ref, geo, Ue[..., j], Ve[..., j], thickness * wK[j] * s_K,
+        E += _momentum(ref, geo, Ue[..., j], None if symmetric else Ve[..., j], thickness * wK[j] * s_K,
                        thickness * density * wM[j] * s_M, lam, mu)
     return _to_vertices(ref, geo, mesh.t, E, X.shape[1])
 
@@ -413,7 +468,7 @@ def eigenvalue_coordinate_gradients(
     geo = _Geometry(ref, mesh.t, X)
     out = np.empty((Phi.shape[3],) + X.shape)
     for i, eigenvalue in enumerate(np.asarray(modes.eigenvalues, dtype=float)):
-        E = _momentum(ref, geo, Phi[..., i], Phi[..., i], thickness * s_K,
+        E = _momentum(ref, geo, Phi[..., i], None, thickness * s_K,
                       -eigenvalue * thickness * density * s_M, lam, mu)
         out[i] = _to_vertices(ref, geo, mesh.t, E, X.shape[1])
     return out
@@ -456,8 +511,8 @@ def check_coordinates(model: Model, X: np.ndarray, params: np.ndarray | None = N
     ref = _reference(model)
     mesh = model.basis.mesh
     X = _coordinates(model, X)
-    det0 = np.linalg.det(_jacobians(mesh.p, mesh.t, ref.centroid_grads))[:, 0]  # (n_elem,)
-    det = np.linalg.det(_jacobians(X, mesh.t, ref.check_grads))  # (n_elem, n_check)
+    det0 = _det_inv(_jacobians(mesh.p, mesh.t, ref.centroid_grads))[0][:, 0]  # (n_elem,)
+    det = _det_inv(_jacobians(X, mesh.t, ref.check_grads))[0]  # (n_elem, n_check)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (det * np.sign(det0)[:, None]).min(axis=1) / np.abs(det0)
     bad = np.flatnonzero(~(ratio > 1e-12))

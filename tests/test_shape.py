@@ -211,7 +211,8 @@ def test_eigenvalue_parameter_gradients_linear_map(name):
     assert G.shape == (N_MODES, 2)
     dp = np.array([0.8, 0.6])
     for i in range(N_MODES):
-        _assert_gradient(lam.mode(i), G[i], p0, dp, h_cd=1e-3)
+        # step between round-off (λ_1 changes by only ~1e-3 relative per unit p) and truncation
+        _assert_gradient(lam.mode(i), G[i], p0, dp, h_cd=3e-3)
 
 
 @pytest.mark.parametrize("name, kind", [("quad1", "linear"), ("quad2", "cubic"), ("tri2", "cubic"),
