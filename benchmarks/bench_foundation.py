@@ -13,16 +13,25 @@ factorisation of K − σM (symbolic + numeric), a re-factorisation with new val
 pattern (numeric only where the backend can keep its analysis), and a 6-mode shift-invert eigen
 solve on a new design (factorisation included). Times are medians over ``--repeat`` runs,
 wall clock, in milliseconds. Nothing is asserted: speed is measured here, not in the tests.
+
+``--blas-threads 1`` runs with single-threaded OpenBLAS: ARPACK's Lanczos work is tall-skinny
+dense algebra (n × ncv) that threaded OpenBLAS can make many times slower on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+if __name__ == "__main__" and "--blas-threads" in sys.argv:
+    # OpenBLAS reads its thread count when numpy/scipy load, so this must come before them.
+    _n = sys.argv[sys.argv.index("--blas-threads") + 1]
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = _n
 
 import numpy as np
 import scipy
@@ -140,12 +149,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small meshes (seconds)")
     parser.add_argument("--repeat", type=int, default=None, help="repeats per timing (default 5, quick 3)")
     parser.add_argument("--backends", nargs="+", default=None, help="backends to compare (default: all here)")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="OpenBLAS/OpenMP threads (ARPACK's dense work; default: the library's)")
     args = parser.parse_args()
     repeat = args.repeat or (3 if args.quick else 5)
     backends = args.backends or available_backends()
     print(f"fem_eigopt {fe.__version__}, scikit-fem {skfem.__version__ if hasattr(skfem, '__version__') else '?'}, "
           f"numpy {np.__version__}, scipy {scipy.__version__}, python {platform.python_version()}, "
-          f"{platform.machine()}; backends {', '.join(backends)}; median of {repeat}")
+          f"{platform.machine()}, {os.cpu_count()} cpus, OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; backends {', '.join(backends)}; median of {repeat}")
     for label, problem in cases(args.quick):
         bench(label, problem, repeat, backends)
 
