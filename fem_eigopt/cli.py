@@ -120,9 +120,15 @@ def _jsonable(v) -> bool:
 
 
 def cmd_run(args) -> int:
-    from .optimize import run_problem
+    """Optimise the problem; write the run directory; exit 130 when interrupted."""
+    from .optimize import optimize
 
-    return run_problem(args)
+    problem = _load(args)
+    run = optimize(problem, out_dir=None if args.no_output else args.out, max_eval=args.max_eval,
+                   backend=args.backend)
+    if run.run_dir is not None:
+        print(f"results: {run.run_dir}")
+    return 130 if run.result.status == "INTERRUPTED" else 0
 
 
 def cmd_check_grad(args) -> int:

@@ -1,7 +1,7 @@
 """Topology optimisation runs: the evaluator, NLopt, continuation, progress and the run directory.
 
-:func:`optimize` is the library entry (returns a :class:`RunResult`); :func:`run_problem` is what
-``python -m fem_eigopt PROBLEM.py`` calls. A run directory holds
+:func:`optimize` is the library entry (returns a :class:`RunResult`), also behind
+``python -m fem_eigopt PROBLEM.py``. A run directory holds
 
 * ``summary.json`` — problem, status, objective, evaluations, ω and f before/after, volume
   fraction, wall time (the keys are a contract: tools read them);
@@ -36,7 +36,7 @@ from .results import new_run_directory, save_npz, to_jsonable, write_csv, write_
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunResult", "optimize", "run_problem", "default_settings"]
+__all__ = ["RunResult", "optimize", "default_settings"]
 
 
 @dataclass
@@ -239,15 +239,3 @@ def _write_run(run_dir: Path, problem: Problem, evaluator: DesignEvaluator, resu
         save_vtu(run_dir / "design.vtu", evaluator.model, solved["rho"], modes)
     except Exception:  # pictures must never cost the user the numbers above
         logger.exception("writing pictures / VTU failed; the result files are complete")
-
-
-def run_problem(args) -> int:
-    """The ``run`` command: load, optimise, write, print where."""
-    from .problem import load_problem, parse_overrides
-
-    problem = load_problem(args.problem, parse_overrides(args.overrides))
-    out = None if getattr(args, "no_output", False) else args.out
-    run = optimize(problem, out_dir=out, max_eval=args.max_eval, backend=args.backend)
-    if run.run_dir is not None:
-        print(f"results: {run.run_dir}")
-    return 0 if run.result.status != "INTERRUPTED" else 130
