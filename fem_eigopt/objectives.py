@@ -168,7 +168,10 @@ class TrackedMode:
         i = int(np.argmax(mac))
         if self.previous is not None and self.previous.shape == state.vectors.shape:
             self.last_mac = mac_matrix(self.previous, state.vectors, state.mass_matrix)
-        state.info.setdefault("tracked_modes", []).append({"mode": i + 1, "mac": float(mac[i])})
+            logger.debug("MAC(previous modes, current modes):\n%s", np.array2string(self.last_mac, precision=3))
+        state.info.setdefault("tracked_modes", []).append(
+            {"mode": i + 1, "mac": float(mac[i]),
+             "mac_matrix": None if self.last_mac is None else self.last_mac.round(4).tolist()})
         if i != self.last_index:
             logger.info("mode tracking: the tracked mode moved from %d to %d (MAC %.3f)",
                         self.last_index + 1, i + 1, mac[i])

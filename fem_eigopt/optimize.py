@@ -73,7 +73,7 @@ def default_settings(problem: Problem) -> OptimizerSettings:
     return problem.optimizer
 
 
-def _history_row(record, n_show: int) -> dict[str, Any]:
+def _history_row(record, n_show: int, names: list[str]) -> dict[str, Any]:
     info = record.info
     row = {
         "eval": record.eval,
@@ -90,6 +90,14 @@ def _history_row(record, n_show: int) -> dict[str, Any]:
     for k, v in info.get("timings", {}).items():
         row[f"t_{k}"] = v
     row["clusters"] = " ".join("-".join(str(i + 1) for i in c) for c in info.get("clusters", []))
+    for name, value in zip(names, np.atleast_1d(record.g)):
+        row[f"g_{name}"] = float(value)
+    for t in info.get("tracked_modes", []):
+        row["tracked_mode"] = t["mode"]
+        row["tracked_mac"] = t["mac"]
+        if t.get("mac_matrix") is not None:
+            # diagonal of MAC(previous, current): 1 = the mode kept its shape and its place
+            row["mac_diagonal"] = np.diag(np.asarray(t["mac_matrix"])).round(4).tolist()
     return row
 
 
@@ -185,7 +193,7 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
         "n_free_dofs": evaluator.model.n_free,
         "wall_time_s": wall,
     }
-    history = [_history_row(r, evaluator.n_modes) for r in result.history]
+    history = [_history_row(r, evaluator.n_modes, evaluator.constraint_names) for r in result.history]
     if run_dir is not None:
         _write_run(run_dir, problem, evaluator, result, summary, history, solved, settings)
     logger.log(level, "%s after %d evaluations: ω = %s rad/s (initial %s), volume %.4f, %.1f s",
