@@ -12,56 +12,97 @@ Data flow (each stage a forward function and its transpose)::
 Importing the package does no work: no mesh, no solver, no matplotlib backend.
 """
 
-from .analysis import ModalResult, modal_analysis
-from .assembly import Model, build_model, element_matrices
-from .errors import InputError
-from .materials import RAMP, SIMP, LinearMass, PolynomialMass, TwoRangeMass
-from .mesh import box, from_file, mapped, rectangle
-from .modal import ModalSolver, Modes, find_clusters
-from .objectives import (
-    EigenvectorObjective,
-    FrequencyBound,
-    KeepOutBand,
-    MaxEigenvalue,
-    MaxGap,
-    MaxMinEigenvalues,
-    MinVolume,
-    ModeAmplitudeAt,
-    TargetFrequencies,
-    TrackedMode,
-    UserResponse,
-    VolumeConstraint,
-)
-from .filters import (
-    BetaContinuation,
-    DensityChain,
-    DensityFilter,
-    DesignMap,
-    HeavisideProjection,
-    HelmholtzFilter,
-    PassiveRegions,
-)
-from .optimizer import Evaluation, OptimizeResult, OptimizerSettings, Record, minimize
-from .problem import (
-    Analysis,
-    DensityDesign,
-    Material,
-    PointMass,
-    Problem,
-    Support,
-    at_point,
-    load_problem,
-)
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "EigenvectorObjective", "FrequencyBound", "KeepOutBand", "MaxEigenvalue", "MaxGap", "MaxMinEigenvalues",
-    "MinVolume", "ModeAmplitudeAt", "OptimizerSettings", "BetaContinuation", "DensityChain", "DensityFilter", "DesignMap",
-    "HeavisideProjection", "HelmholtzFilter", "PassiveRegions", "Evaluation", "OptimizeResult", "Record",
-    "minimize", "TargetFrequencies", "TrackedMode", "UserResponse", "VolumeConstraint",
-    "Analysis", "DensityDesign", "InputError", "LinearMass", "Material", "ModalResult", "ModalSolver",
-    "Model", "Modes", "PointMass", "PolynomialMass", "Problem", "RAMP", "SIMP", "Support", "TwoRangeMass",
-    "at_point", "box", "build_model", "element_matrices", "find_clusters", "from_file", "load_problem",
-    "mapped", "modal_analysis", "rectangle",
-]
+# Public name -> submodule. Loaded on first use (PEP 562), so that `import fem_eigopt` costs
+# nothing and the command line can set thread counts before numpy loads.
+_EXPORTS = {
+    "eigenvalue_scale_gradients": "adjoint",
+    "eigenvector_adjoint": "adjoint",
+    "scale_factor_gradient": "adjoint",
+    "ModalAmplitude": "adjoint",
+    "QuadraticForm": "adjoint",
+    "ModalAssurance": "adjoint",
+    "LinearShapeMap": "shape",
+    "ProfileShapeMap": "shape",
+    "ShapeMap": "shape",
+    "check_coordinates": "shape",
+    "eigenvalue_coordinate_gradients": "shape",
+    "eigenvalue_parameter_gradients": "shape",
+    "model_at_coordinates": "shape",
+    "optimize": "optimize",
+    "RunResult": "optimize",
+    "DesignEvaluator": "evaluate",
+    "taylor_test": "gradcheck",
+    "check_evaluator": "gradcheck",
+    "Analysis": "problem",
+    "BetaContinuation": "filters",
+    "DensityChain": "filters",
+    "DensityDesign": "problem",
+    "DensityFilter": "filters",
+    "DesignMap": "filters",
+    "EigenvectorObjective": "objectives",
+    "Evaluation": "optimizer",
+    "FrequencyBound": "objectives",
+    "HeavisideProjection": "filters",
+    "HelmholtzFilter": "filters",
+    "InputError": "errors",
+    "KeepOutBand": "objectives",
+    "LinearMass": "materials",
+    "Material": "problem",
+    "MaxEigenvalue": "objectives",
+    "MaxGap": "objectives",
+    "MaxMinEigenvalues": "objectives",
+    "MinVolume": "objectives",
+    "ModalResult": "analysis",
+    "ModalSolver": "modal",
+    "ModeAmplitudeAt": "objectives",
+    "Model": "assembly",
+    "Modes": "modal",
+    "OptimizeResult": "optimizer",
+    "OptimizerSettings": "optimizer",
+    "PassiveRegions": "filters",
+    "PointMass": "problem",
+    "PolynomialMass": "materials",
+    "Problem": "problem",
+    "RAMP": "materials",
+    "Record": "optimizer",
+    "SIMP": "materials",
+    "Support": "problem",
+    "TargetFrequencies": "objectives",
+    "TrackedMode": "objectives",
+    "TwoRangeMass": "materials",
+    "UserResponse": "objectives",
+    "VolumeConstraint": "objectives",
+    "at_point": "problem",
+    "box": "mesh",
+    "build_model": "assembly",
+    "element_matrices": "assembly",
+    "find_clusters": "modal",
+    "from_file": "mesh",
+    "load_problem": "problem",
+    "mapped": "mesh",
+    "minimize": "optimizer",
+    "modal_analysis": "analysis",
+    "rectangle": "mesh",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'fem_eigopt' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

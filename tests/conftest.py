@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# As the CLI does (fem_eigopt/cli.py): single-threaded OpenBLAS before numpy loads; ARPACK's
+# vector work is several times slower with threads on a 2-core machine.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from pathlib import Path
 
 import numpy as np
