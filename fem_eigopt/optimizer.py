@@ -214,6 +214,16 @@ class OptimizerSettings:
     verbosity : int
         0: one log line per evaluation at DEBUG level; 1: at INFO level; 2: also NLopt's own
         ``verbosity`` parameter (NLopt's C code then prints to stdout).
+    dual_ftol_rel : float or None
+        Relative tolerance of the dual subproblem NLopt's MMA/CCSA solves at every iteration
+        (NLopt's ``dual_ftol_rel``, its default 1e-14). With thousands of variables the tight
+        default dominated the run: 40 iterations of the 160 × 20 Du & Olhoff beam took 87 s, of
+        which 5 s were finite-element evaluations; with 1e-8 they take 5.4 s and reach the same
+        design. On small analytic problems the looser dual keeps NLopt from meeting a tight
+        ``xtol_rel``. ``None`` (default): 1e-14 up to 1000 variables, 1e-8 above.
+    nlopt_params : dict
+        Further NLopt algorithm parameters (``opt.set_param(name, value)``), e.g.
+        ``{"dual_xtol_rel": 1e-6}``.
     """
 
     algorithm: str = "LD_MMA"
@@ -229,8 +239,15 @@ class OptimizerSettings:
     stagnation_tol: float = 1e-12
     stagnation_evals: int = 3
     verbosity: int = 0
+    dual_ftol_rel: Optional[float] = None
+    nlopt_params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.dual_ftol_rel is not None:
+            _check_float("dual_ftol_rel", self.dual_ftol_rel, allow_zero=True)
+        if not isinstance(self.nlopt_params, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) for k, v in self.nlopt_params.items()):
+            raise InputError(f"nlopt_params = {self.nlopt_params!r}; allowed: a dict of name -> number")
         if self.algorithm not in ALGORITHMS:
             raise InputError(f"algorithm = {self.algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
         _check_int("max_eval", self.max_eval, 1)
@@ -615,6 +632,10 @@ class _Driver:
             opt.set_initial_step(np.full(self.n, s.initial_step))
         if s.verbosity >= 2:
             opt.set_param("verbosity", 1)
+        dual_ftol = s.dual_ftol_rel if s.dual_ftol_rel is not None else (1e-14 if self.n <= 1000 else 1e-8)
+        opt.set_param("dual_ftol_rel", dual_ftol)
+        for name, value in s.nlopt_params.items():
+            opt.set_param(name, float(value))
         # NLopt counts cached points too; our own counter enforces max_eval
         opt.set_maxeval(len(self.cache) + run_len if run_len is not None else 0)
         return opt
