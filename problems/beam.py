@@ -24,7 +24,8 @@ import fem_eigopt as fe
 
 def problem(nx: int = 160, ny: int = 20, supports: str = "SS", element: str = "quad1",
             volfrac: float = 0.5, n_modes: int = 6, n_bound: int = 2, filter_radius: float | None = None,
-            method: str = "bound", max_eval: int = 300):
+            method: str = "bound", max_eval: int = 300, beta: float = 0.0, beta_max: float = 0.0,
+            beta_every: int = 40):
     if supports not in ("SS", "CC"):
         raise fe.InputError(f"supports = {supports!r}; allowed: 'SS', 'CC'")
     length, height = 8.0, 1.0
@@ -46,7 +47,8 @@ def problem(nx: int = 160, ny: int = 20, supports: str = "SS", element: str = "q
         supports=fixed,
         analysis=fe.Analysis(n_modes=n_modes),
         design=fe.DensityDesign(initial=volfrac, x_min=1e-3, stiffness=fe.SIMP(3.0), mass=fe.TwoRangeMass(0.1),
-                                filter="density", filter_radius=filter_radius),
+                                filter="density", filter_radius=filter_radius, projection_beta=beta,
+                                beta_max=beta_max, beta_every=beta_every),
         objective=objective,
         constraints=[fe.VolumeConstraint(volfrac)],
         optimizer=fe.OptimizerSettings(max_eval=max_eval, xtol_rel=0.0, ftol_rel=0.0,
