@@ -126,7 +126,6 @@ class DesignEvaluator:
         self._solve_key: bytes | None = None
         self._solved: dict[str, Any] | None = None
         self._previous_rho: np.ndarray | None = None
-        self._previous_vectors: np.ndarray | None = None
         self.constraint_names: list[str] = []
         self.n_evaluations = 0
         self._prepared = False
@@ -278,7 +277,6 @@ class DesignEvaluator:
         ev = Evaluation(f=f, grad=full[0], g=g, jac=full[1:], info=info)
         self._cache_key, self._cache = key, ev
         self._previous_rho = solved["rho"].copy()
-        self._previous_vectors = modes.vectors
         self.n_evaluations += 1
         return ev
 
