@@ -15,8 +15,14 @@ supports:
 
 Published: initial ω1 = 68.7 rad/s (SS), 146.1 rad/s (CC); optima ω1 = 174.7 (SS) and
 456.4 rad/s (CC), both double eigenvalues (Du & Olhoff 2007, Fig. 3). The paper states neither
-the mesh nor a filter: the defaults here (160 × 20 quads, density filter of radius 1.5 elements)
-are our choice, see the README.
+the mesh nor a filter: the defaults here are our choice (see the README): 160 × 20 quads, density
+filter of radius 1.5 elements, Heaviside projection (η = 0.5) with β = 1 doubled every 100
+evaluations up to 16, 800 evaluations. Measured with these defaults: SS ω1 = 170.96 (double,
+gap 0.14 %), CC ω1 = 439.1 (double, gap 0.02 %), volume 0.500 — 98 % and 96 % of the published
+optima. Without projection the designs stay grey and stop near 149 (SS) and 400 (CC).
+
+Parameters: ``beta = 0`` switches the projection off; ``method`` = "bound" (default), "ks",
+"pnorm" (aggregates of the first ``n_bound`` eigenvalues) or "simple" (max λ1 alone, for comparison).
 """
 
 import fem_eigopt as fe
@@ -24,8 +30,8 @@ import fem_eigopt as fe
 
 def problem(nx: int = 160, ny: int = 20, supports: str = "SS", element: str = "quad1",
             volfrac: float = 0.5, n_modes: int = 6, n_bound: int = 2, filter_radius: float | None = None,
-            method: str = "bound", max_eval: int = 300, beta: float = 0.0, beta_max: float = 0.0,
-            beta_every: int = 40):
+            method: str = "bound", max_eval: int = 800, beta: float = 1.0, beta_max: float = 16.0,
+            beta_every: int = 100):
     if supports not in ("SS", "CC"):
         raise fe.InputError(f"supports = {supports!r}; allowed: 'SS', 'CC'")
     length, height = 8.0, 1.0
