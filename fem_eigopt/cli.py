@@ -41,6 +41,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="override a parameter of the problem file (repeatable)")
     p.add_argument("--backend", default=None,
                    help="factorisation backend: auto, pardiso, superlu, cholmod (default: the problem's)")
+    p.add_argument("--eigensolver", default=None,
+                   help="eigen solver: auto, arpack, subspace, amg (default: the problem's; see Analysis)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -72,7 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args):
     from .problem import load_problem, parse_overrides
 
-    return load_problem(args.problem, parse_overrides(args.overrides))
+    problem = load_problem(args.problem, parse_overrides(args.overrides))
+    if getattr(args, "eigensolver", None) is not None:
+        from dataclasses import replace
+
+        from .problem import EIGENSOLVERS
+
+        if args.eigensolver not in EIGENSOLVERS:
+            raise InputError(f"--eigensolver {args.eigensolver!r}: allowed: {', '.join(EIGENSOLVERS)}")
+        problem = replace(problem, analysis=replace(problem.analysis, eigensolver=args.eigensolver))
+    return problem
 
 
 def _modal_table(result) -> str:

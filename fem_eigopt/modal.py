@@ -26,7 +26,7 @@ from .linalg import Factorization, limited_threads, make_factorization
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Modes", "ModalSolver", "find_clusters", "normalize_modes", "shifted_matrix"]
+__all__ = ["Modes", "ModalSolver", "find_clusters", "make_modal_solver", "normalize_modes", "shifted_matrix"]
 
 
 @dataclass
@@ -157,6 +157,8 @@ class ModalSolver:
         self.last_iterations = 0
         self.lanczos_threads = lanczos_threads
         self.last_timings: dict[str, float] = {}
+        #: warn when the last requested mode's cluster continues beyond it (off for internal use)
+        self.warn_incomplete_cluster = True
 
     def _auto_shift(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
         return -self.AUTO_SHIFT_FACTOR * float(np.mean(K.diagonal())) / float(np.mean(M.diagonal()))
@@ -207,11 +209,53 @@ class ModalSolver:
         m = self.n_modes
         next_val = float(vals[m]) if vals.size > m else np.nan
         kept = [c for c in (tuple(i for i in c if i < m) for c in clusters) if len(c) > 1]
-        if any(m - 1 in c and m in c for c in clusters):
+        if self.warn_incomplete_cluster and any(m - 1 in c and m in c for c in clusters):
             logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
                            "(λ = %.6g, next %.6g): ask for more modes", m, vals[m - 1], vals[m])
         return Modes(eigenvalues=vals[:m], vectors=vecs[:, :m], clusters=kept, shift=sigma,
                      next_eigenvalue=next_val)
+
+
+def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=None,
+                      repeated: bool = False, accurate_modes: int | None = None):
+    """The eigen solver an :class:`~fem_eigopt.problem.Analysis` asks for.
+
+    Parameters
+    ----------
+    n_modes : int
+        Eigenpairs returned.
+    analysis : Analysis
+        Its ``eigensolver``, ``shift``, ``backend`` and ``cluster_tol`` are used.
+    backend : str, optional
+        Overrides ``analysis.backend``.
+    model : Model, optional
+        The discretisation (the AMG solver builds its near-null space, the rigid-body modes, from it).
+    repeated : bool
+        True when the solver will see a sequence of slowly changing designs (an optimisation):
+        ``"auto"`` then picks the warm-started solver for 3D models.
+    accurate_modes : int, optional
+        Leading eigenpairs that must be accurate to the solver's full tolerance because they are
+        differentiated (iterative solvers may stop the others earlier).
+    """
+    kind = analysis.eigensolver
+    if kind == "auto":
+        # Measured (benchmarks/bench_topology.py, 2 cores): in 3D a numeric factorisation costs
+        # as much as ~100 triangular solves and the warm-started solver, which rarely
+        # refactorises, is ~3x faster per design; in 2D factorisations are cheap (~6 solves) and
+        # shift-invert Lanczos with a fresh one per design is as fast or faster.
+        dim = model.dim if model is not None else 2
+        kind = "subspace" if repeated and dim == 3 else "arpack"
+    common = dict(cluster_tol=analysis.cluster_tol)
+    if kind == "amg":
+        from .amg import AMGModalSolver  # imported on demand: pyamg is only needed here
+
+        return AMGModalSolver(n_modes, model=model, **common)
+    if kind == "subspace":
+        from .subspace import SubspaceModalSolver
+
+        return SubspaceModalSolver(n_modes, shift=analysis.shift, backend=backend or analysis.backend,
+                                   accurate_modes=accurate_modes, **common)
+    return ModalSolver(n_modes, shift=analysis.shift, backend=backend or analysis.backend, **common)
 
 
 def shifted_matrix(K: sp.csr_matrix, M: sp.csr_matrix, sigma: float) -> sp.csr_matrix:

@@ -1,0 +1,320 @@
+"""Warm-started block eigensolver for a sequence of slowly changing designs.
+
+During an optimisation consecutive designs differ little, and so do their modes. Instead of a
+fresh shift-invert Lanczos run per design (one numeric factorisation plus ~2k–5k single solves,
+:class:`~fem_eigopt.modal.ModalSolver`), :class:`SubspaceModalSolver` runs LOBPCG (Knyazev 2001,
+"Toward the optimal preconditioned eigensolver", SIAM J. Sci. Comput. 23:517–541) on
+
+    K x = λ M x,
+
+started from the previous design's Ritz vectors and preconditioned by ``T = (K₀ − σM₀)⁻¹``, the
+factorisation of the shifted matrix of an *earlier* design. When T belongs to the current design,
+the LOBPCG search space ``span{X, T R}`` (R = KX − MXΛ) equals ``span{X, T M X}``: block
+shift-invert inverse iteration, accelerated by the LOBPCG direction. When T is stale it is still an
+excellent preconditioner while the design changes little, and a design step costs a few block
+solves with the kept factors, a few sparse products and a small dense Rayleigh–Ritz problem; no
+factorisation. T is refreshed (one numeric factorisation on the fixed pattern, the symbolic
+analysis kept) when the iterations a stale T adds cost more than a factorisation (measured as the
+run goes), or in the middle of a solve that stalls; a solve that fails even on fresh factors
+restarts cold.
+
+The block holds ``k + 1`` wanted vectors (the modes asked for and one more to see whether the last
+cluster is complete, as in :class:`~fem_eigopt.modal.ModalSolver`) plus ``guard`` vectors that
+speed convergence of the wanted ones (the rate of mode i is governed by λ_i / λ_{block+1}).
+The first design is solved by shift-invert Lanczos (ARPACK) for the whole block.
+
+Convergence: the relative residual ``‖K x − λ M x‖ / (‖K x‖ + |λ| ‖M x‖)`` of every wanted vector
+below ``tol`` or below its rounding floor (100 eps ‖|K||x|‖, relevant on fine meshes); eigenvalues,
+being Rayleigh quotients, are then accurate to about tol² (relative).
+Clusters of repeated eigenvalues are invariant subspaces of the block: any basis of them is a
+valid result, and the design evaluator rotates it (see :mod:`fem_eigopt.evaluate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from .errors import InputError
+from .linalg import Factorization, limited_threads, make_factorization
+from .modal import ModalSolver, Modes, find_clusters, normalize_modes, shifted_matrix
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SubspaceModalSolver", "lobpcg_step"]
+
+
+class SubspaceModalSolver:
+    """Leading eigenpairs by warm-started LOBPCG with a kept (possibly stale) factorisation.
+
+    Parameters
+    ----------
+    n_modes : int
+        Eigenpairs returned.
+    shift : "auto" or float
+        σ of the preconditioner ``(K − σM)⁻¹`` and of the cold-start Lanczos run; ``"auto"`` as in
+        :class:`~fem_eigopt.modal.ModalSolver` (slightly negative: K − σM positive definite).
+    backend : str
+        Factorisation backend (:mod:`fem_eigopt.linalg`).
+    cluster_tol : float
+        Relative tolerance for repeated eigenvalues.
+    tol : float
+        Relative residual ‖Kx − λMx‖ / (‖Kx‖ + |λ|‖Mx‖) at which a wanted eigenpair counts as
+        converged (or its rounding floor, whichever is larger).
+    guard : int
+        Extra block vectors beyond the ``n_modes + 1`` wanted ones.
+    refresh_after : int
+        Refactorise before the next solve when this one needed more LOBPCG iterations (an upper
+        limit: usually the cost rule of :meth:`_plan_refresh` decides earlier).
+    max_iterations : int
+        Refactorise in the middle of a solve after this many iterations without convergence (and
+        give up with an error after as many again on the fresh factorisation).
+    threads : int or None
+        BLAS threads during the iteration (1: the dense algebra is small, see
+        :func:`fem_eigopt.linalg.limited_threads`).
+    accurate_modes : int, optional
+        Only the first ``accurate_modes`` eigenpairs (those the responses differentiate, plus one to
+        see whether their last cluster is complete) must reach ``tol``; the others, reported but not
+        differentiated, stop at ``loose_tol`` (their eigenvalues, Rayleigh quotients, are then still
+        accurate to about loose_tol²). Default: all ``n_modes + 1``.
+    loose_tol : float
+        Residual tolerance of the modes beyond ``accurate_modes``.
+
+    Attributes
+    ----------
+    factorization : Factorization
+        The kept factorisation of ``K₀ − σM₀`` (also used to precondition eigenvector adjoints).
+    last_timings : dict
+        Seconds of the last solve: ``factorization``, ``eigensolve``.
+    last_iterations : int
+        LOBPCG iterations of the last solve (0 for a Lanczos cold start).
+    n_factorizations, n_solves, n_cold_starts : int
+    """
+
+    def __init__(self, n_modes: int = 6, shift="auto", backend: str = "auto", cluster_tol: float = 1e-6,
+                 tol: float = 1e-7, guard: int = 3, refresh_after: int = 12, max_iterations: int = 16,
+                 threads: int | None = 1, accurate_modes: int | None = None, loose_tol: float = 1e-3) -> None:
+        if n_modes < 1:
+            raise InputError(f"n_modes = {n_modes!r}; allowed: an integer >= 1")
+        self.n_modes = int(n_modes)
+        self.cluster_tol = cluster_tol
+        self.tol = float(tol)
+        self.guard = int(guard)
+        self.refresh_after = int(refresh_after)
+        self.max_iterations = int(max_iterations)
+        self.threads = threads
+        self.accurate_modes = accurate_modes
+        self.loose_tol = float(loose_tol)
+        self._cold = ModalSolver(1, shift=shift, backend=backend, cluster_tol=cluster_tol)
+        self._cold.warn_incomplete_cluster = False  # its block includes guard vectors
+        self.factorization: Factorization = self._cold.factorization
+        self.backend = self._cold.backend
+        self.shift: float | None = self._cold.shift
+        self._X: np.ndarray | None = None
+        self._refresh_next = False
+        self.last_timings: dict[str, float] = {}
+        self.last_iterations = 0
+        self.n_factorizations = 0
+        self.n_solves = 0
+        self.n_cold_starts = 0
+        self._baseline_its: int | None = None
+        self._t_factor = 0.0
+
+    def reset(self) -> None:
+        """Forget the kept vectors: the next solve starts cold (after a jump in the design)."""
+        self._X = None
+
+    def _plan_refresh(self, its: int, seconds: float, fresh: bool) -> None:
+        """Refactorise before the next solve when the stale factors cost more than a new one.
+
+        The iterations a fresh factorisation needs are remembered (``baseline``); once a solve
+        needs more than baseline + t_factorisation / t_iteration, the extra iterations cost more
+        than refactorising would (in 2D a factorisation is worth about one iteration, in 3D
+        ten or more).
+        """
+        if its == 0:
+            return
+        t_iteration = seconds / its
+        if fresh or self._baseline_its is None:
+            self._baseline_its = its
+        allowance = max(self._t_factor / max(t_iteration, 1e-12), 1.0)
+        self._refresh_next = its > min(self._baseline_its + allowance, self.refresh_after)
+
+    def _factor(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
+        t0 = time.perf_counter()
+        self.factorization.factor(shifted_matrix(K, M, self.shift), positive_definite=self.shift < 0)
+        self.n_factorizations += 1
+        self._t_factor = time.perf_counter() - t0
+        return self._t_factor
+
+    def solve(self, K: sp.csr_matrix, M: sp.csr_matrix) -> Modes:
+        """Eigenpairs of ``K x = λ M x`` (same contract as :meth:`ModalSolver.solve`)."""
+        n = K.shape[0]
+        m = self.n_modes
+        wanted = m + 1
+        block = min(wanted + self.guard, n - 2)
+        if wanted > block:
+            raise InputError(f"n_modes = {m}; allowed: fewer than the {n} free dofs minus two")
+        t_fact = 0.0
+        t0 = time.perf_counter()
+        X = None
+        if self._X is not None and self._X.shape == (n, block):
+            just_refreshed = self._refresh_next
+            if self._refresh_next:
+                t_fact += self._factor(K, M)
+                self._refresh_next = False
+            try:
+                t_it = time.perf_counter()
+                with limited_threads(self.threads):
+                    X, lam, its, refreshed = self._iterate(K, M, self._X)
+                t_fact += refreshed
+                self.last_iterations = its
+                self._plan_refresh(its, time.perf_counter() - t_it - refreshed, just_refreshed or refreshed > 0)
+            except _NotConverged as exc:
+                # The design jumped too far for the kept vectors: start again from scratch.
+                logger.debug("subspace solver: %s; cold restart", exc)
+                t_fact += exc.seconds
+        if X is None:
+            # Cold start: shift-invert Lanczos for the whole block with a fresh factorisation.
+            self._cold.n_modes = block
+            cold = self._cold.solve(K, M)
+            self.shift = self._cold.shift
+            self.n_factorizations += 1
+            self.n_cold_starts += 1
+            t_fact += self._cold.last_timings.get("factorization", 0.0)
+            self._t_factor = self._cold.last_timings.get("factorization", 0.0)
+            self._baseline_its = None
+            self._refresh_next = False
+            X = cold.vectors
+            self.last_iterations = 0
+        self._X = X
+        self.last_timings = {"factorization": t_fact, "eigensolve": time.perf_counter() - t0 - t_fact}
+        self.n_solves += 1
+
+        vecs = normalize_modes(X[:, :wanted], M)
+        vals = np.einsum("ij,ij->j", vecs, K @ vecs)
+        order = np.argsort(vals)
+        vals, vecs = vals[order], vecs[:, order]
+        scale = max(abs(vals[-1]), abs(self.shift) / ModalSolver.AUTO_SHIFT_FACTOR * 1e-12)
+        clusters = find_clusters(vals, self.cluster_tol, zero_tol=1e-9 * scale)
+        kept = [c for c in (tuple(i for i in c if i < m) for c in clusters) if len(c) > 1]
+        if any(m - 1 in c and m in c for c in clusters):
+            logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
+                           "(λ = %.6g, next %.6g): ask for more modes", m, vals[m - 1], vals[m])
+        return Modes(eigenvalues=vals[:m], vectors=vecs[:, :m], clusters=kept, shift=self.shift,
+                     next_eigenvalue=float(vals[m]))
+
+    def _iterate(self, K: sp.csr_matrix, M: sp.csr_matrix, X0: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+        """LOBPCG from ``X0``; returns (X, λ, iterations, seconds spent refactorising)."""
+        wanted = self.n_modes + 1
+        b = X0.shape[1]
+        tol_all = np.full(b, max(self.tol, self.loose_tol))  # guard vectors: converged when loose
+        tol_all[: min(self.accurate_modes or wanted, wanted)] = self.tol
+        t_refresh = 0.0
+        X, KX, MX, lam = _rayleigh_ritz([X0], [K @ X0], [M @ X0], b)[:4]
+        sigma = self.shift
+        active = np.arange(b)
+        converged = np.zeros(b, dtype=bool)
+        P = KP = MP = None
+        its = its_at_refresh = 0
+        fresh = False
+        while True:
+            R = KX[:, active] - MX[:, active] * lam[active]
+            W = self.factorization.solve(np.ascontiguousarray(R)).reshape(R.shape)
+            # Energy-norm residual: √(rᵀ T r / (λ − σ)) ≈ the eigenvector's relative error in the
+            # energy norm (exact for a fresh T), the quantity the sensitivities φ_eᵀK_eφ_e depend on.
+            # The Euclidean ‖Kx − λMx‖ would demand far more: it weighs the error's high-frequency
+            # part by λ_high/λ and, forming Kx for a smooth mode, cancels to eps·λ_max/λ.
+            res = np.sqrt(np.abs(np.einsum("ij,ij->j", R, W)) / np.maximum(lam[active] - sigma, 1e-300))
+            done = res <= tol_all[active]
+            converged[active[done]] = True  # soft locking: a converged vector gets no more directions
+            if np.all(converged[:wanted]):
+                return X, lam, its, t_refresh
+            if its - its_at_refresh >= self.max_iterations:
+                if fresh:
+                    raise _NotConverged(f"LOBPCG did not converge in {its} iterations on a fresh factorisation "
+                                        f"(energy residual {res.max():.2e} > {self.tol:.0e})", t_refresh)
+                # The kept preconditioner has gone stale: refactorise and carry on from here.
+                t_refresh += self._factor(K, M)
+                fresh = True
+                its_at_refresh = its
+                logger.debug("subspace solver: refreshed the factorisation after %d iterations", its)
+                W = self.factorization.solve(np.ascontiguousarray(R)).reshape(R.shape)
+            W = W[:, ~done]
+            next_active = active[~done]
+            blocks, K_blocks, M_blocks = [X, W], [KX, K @ W], [MX, M @ W]
+            if P is not None:
+                blocks.append(P[:, next_active])
+                K_blocks.append(KP[:, next_active])
+                M_blocks.append(MP[:, next_active])
+            X, KX, MX, lam, P, KP, MP = _rayleigh_ritz(blocks, K_blocks, M_blocks, b)
+            active = next_active
+            its += 1
+
+
+class _NotConverged(RuntimeError):
+    """LOBPCG gave up; ``seconds`` spent refactorising on the way."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+def lobpcg_step(K: sp.spmatrix, M: sp.spmatrix, X: np.ndarray, W: np.ndarray,
+                P: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One LOBPCG Rayleigh–Ritz step on ``span{X, W, P}`` (Knyazev 2001).
+
+    Parameters
+    ----------
+    K, M : sparse (n, n)
+    X : ndarray (n, b)
+        Current Ritz vectors.
+    W : ndarray (n, b)
+        Preconditioned residuals.
+    P : ndarray (n, b) or None
+        Previous search directions.
+
+    Returns
+    -------
+    X, λ, P : the new Ritz vectors (n, b, M-orthonormal), values (b,) and directions (n, b).
+    """
+    blocks = [X, W] if P is None else [X, W, P]
+    X, _, _, lam, P, _, _ = _rayleigh_ritz(blocks, [K @ B for B in blocks], [M @ B for B in blocks], X.shape[1])
+    return X, lam, P
+
+
+def _rayleigh_ritz(blocks, K_blocks, M_blocks, b: int):
+    """The ``b`` lowest Ritz pairs of (K, M) in the span of ``blocks`` (lists of (n, ·) arrays whose
+    K- and M-products are given), M-orthonormal.
+
+    The basis is orthonormalised through the eigen-decomposition of its scaled Gram matrix SᵀMS,
+    dropping directions below 1e-12 of the largest (LOBPCG's blocks become nearly dependent as it
+    converges). Products are carried along (KX = KS·C), so the iteration needs no extra sparse
+    products. Returns X, KX, MX, λ and the LOBPCG direction P = S[:, b:]·C[b:] with KP, MP
+    (None when there is only one block).
+    """
+    S, KS, MS = np.hstack(blocks), np.hstack(K_blocks), np.hstack(M_blocks)
+    G = S.T @ MS
+    A = S.T @ KS
+    d = np.sqrt(np.abs(np.diag(G)))
+    d[d == 0] = 1.0
+    G = G / np.outer(d, d)
+    A = A / np.outer(d, d)
+    g, V = np.linalg.eigh(0.5 * (G + G.T))
+    keep = g > 1e-12 * g.max()
+    B = V[:, keep] / np.sqrt(g[keep])
+    A_red = B.T @ (0.5 * (A + A.T)) @ B
+    lam, Y = sla.eigh(A_red, subset_by_index=(0, min(b, A_red.shape[0]) - 1))
+    C = (B @ Y) / d[:, None]
+    X, KX, MX = S @ C, KS @ C, MS @ C
+    if len(blocks) == 1:
+        return X, KX, MX, lam, None, None, None
+    n0 = blocks[0].shape[1]
+    Cp = C[n0:]
+    return X, KX, MX, lam, S[:, n0:] @ Cp, KS[:, n0:] @ Cp, MS[:, n0:] @ Cp
+
+

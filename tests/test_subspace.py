@@ -1,0 +1,111 @@
+"""The warm-started LOBPCG eigensolver (fem_eigopt.subspace) against shift-invert Lanczos."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fem_eigopt as fe
+from fem_eigopt.assembly import build_model
+from fem_eigopt.evaluate import DesignEvaluator
+from fem_eigopt.gradcheck import check_evaluator
+from fem_eigopt.modal import ModalSolver, make_modal_solver
+from fem_eigopt.problem import load_problem
+from fem_eigopt.subspace import SubspaceModalSolver
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def design_sequence(model, steps: int, size: float, seed: int = 1):
+    """Smoothly changing SIMP designs: the situation the solver is made for."""
+    rng = np.random.default_rng(seed)
+    centroids = model.basis.mesh.p[:, model.basis.mesh.t].mean(axis=1)
+    x = np.full(model.n_elements, 0.5)
+    for _ in range(steps):
+        k = rng.uniform(1, 4, centroids.shape[0])
+        phase = rng.uniform(0, 2 * np.pi)
+        x = np.clip(x + size * np.sin(k @ centroids + phase), 1e-3, 1.0)
+        yield x
+
+
+@pytest.mark.parametrize("name, over", [("beam.py", {"nx": "40", "ny": "8", "supports": "CC"}),
+                                        ("cantilever3d.py", {"nx": "10", "ny": "3", "nz": "3"})])
+def test_agrees_with_lanczos_along_a_design_sequence(name, over):
+    model = build_model(load_problem(REPO / "problems" / name, over))
+    reference = ModalSolver(6)
+    solver = SubspaceModalSolver(6, tol=1e-8)
+    for x in design_sequence(model, 8, 0.01):
+        K, M = model.stiffness(x**3), model.mass(x)
+        a, b = reference.solve(K, M), solver.solve(K, M)
+        np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-10)
+        assert b.next_eigenvalue == pytest.approx(a.next_eigenvalue, rel=1e-8)
+        mac = np.abs(np.einsum("ij,ij->j", a.vectors, M @ b.vectors))
+        np.testing.assert_allclose(mac, 1.0, atol=1e-8)
+        np.testing.assert_allclose(np.einsum("ij,ij->j", b.vectors, M @ b.vectors), 1.0, rtol=1e-12)
+    # The point of the solver: factorisations are kept across designs.
+    assert solver.n_solves == 8
+    assert solver.n_factorizations < solver.n_solves
+    assert 0 < solver.last_iterations <= solver.max_iterations
+
+
+def test_refreshes_a_stale_factorisation():
+    """A large jump in the design makes the kept factors a poor preconditioner: the solver must
+    refactorise (and still agree with Lanczos)."""
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
+    solver = SubspaceModalSolver(4, max_iterations=3)
+    solver.refresh_after = 2
+    x = np.full(model.n_elements, 0.5)
+    solver.solve(model.stiffness(x**3), model.mass(x))
+    assert solver.n_factorizations == 1
+    rng = np.random.default_rng(0)
+    y = np.clip(rng.uniform(0.05, 1.0, x.size), 1e-3, 1.0)
+    K, M = model.stiffness(y**3), model.mass(y)
+    modes = solver.solve(K, M)
+    assert solver.n_factorizations >= 2
+    np.testing.assert_allclose(modes.eigenvalues, ModalSolver(4).solve(K, M).eigenvalues, rtol=1e-9)
+
+
+def test_accurate_modes_only_tightens_the_leading_ones():
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
+    designs = list(design_sequence(model, 4, 0.05, seed=4))
+    strict, loose = SubspaceModalSolver(6), SubspaceModalSolver(6, accurate_modes=2)
+    for x in designs:
+        K, M = model.stiffness(x**3), model.mass(x)
+        a, b = strict.solve(K, M), loose.solve(K, M)
+    ref = ModalSolver(6).solve(K, M)
+    np.testing.assert_allclose(b.eigenvalues[:2], ref.eigenvalues[:2], rtol=1e-10)
+    np.testing.assert_allclose(b.eigenvalues, ref.eigenvalues, rtol=1e-5)
+
+
+def test_factory_choices():
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "16", "ny": "4"}))
+    model3 = build_model(load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "4", "ny": "2", "nz": "2"}))
+    auto = fe.Analysis()
+    assert isinstance(make_modal_solver(4, auto, model=model, repeated=True), ModalSolver)
+    assert isinstance(make_modal_solver(4, auto, model=model3, repeated=True), SubspaceModalSolver)
+    assert isinstance(make_modal_solver(4, auto, model=model3, repeated=False), ModalSolver)
+    assert isinstance(make_modal_solver(4, fe.Analysis(eigensolver="subspace"), model=model), SubspaceModalSolver)
+    with pytest.raises(fe.InputError, match="eigensolver"):
+        fe.Analysis(eigensolver="lanczos")
+
+
+def test_gradients_through_the_subspace_solver_pass_the_taylor_test():
+    problem = load_problem(REPO / "problems" / "beam.py", {"nx": "32", "ny": "4"})
+    problem = dataclasses.replace(problem, analysis=dataclasses.replace(problem.analysis, eigensolver="subspace"))
+    evaluator = DesignEvaluator(problem)
+    assert isinstance(evaluator.solver, SubspaceModalSolver)
+    x0, lower, upper = evaluator.start()
+    rng = np.random.default_rng(3)
+    x = x0.copy()
+    n = evaluator.n_design
+    x[:n] = np.clip(x0[:n] + rng.uniform(-0.1, 0.1, n), 0.2, 0.95)
+    evaluator(x)
+    names = [evaluator.objective.name] + evaluator.constraint_names
+    for c in check_evaluator(evaluator, x, lower, upper, names, n_directions=1, seed=5):
+        assert c.passed, (c.name, c.result.rate)
+        if not c.linear:
+            assert abs(c.result.rate - 2.0) <= 0.2
+        assert c.relative_error < 1e-5
