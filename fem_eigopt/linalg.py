@@ -24,7 +24,10 @@ Backends
 from __future__ import annotations
 
 import ctypes
+import glob
 import logging
+import os
+import sys
 from typing import Callable
 
 import numpy as np
@@ -192,7 +195,10 @@ class PardisoFactorization(Factorization):
         self._pt[:] = 0
 
     def __del__(self) -> None:  # pragma: no cover - depends on GC timing
-        self._release()
+        try:
+            self._release()
+        except Exception:  # interpreter shutdown: modules may already be gone
+            pass
 
     def factor(self, A: sp.csr_matrix, positive_definite: bool = True) -> None:
         A = sp.csr_matrix(A)
@@ -296,13 +302,28 @@ _mkl_library = None
 
 
 def _load_mkl_pardiso():
-    """The ``pardiso`` symbol of MKL's ``mkl_rt`` as located by the pypardiso wheel."""
+    """The ``pardiso`` symbol of MKL's ``mkl_rt``, the library the pypardiso wheel depends on.
+
+    Looked up in the environment's ``lib`` folder first: importing pypardiso (the fallback) globs
+    the whole environment for it, which costs about a second per process.
+    """
     global _mkl_pardiso_function
     if _mkl_pardiso_function is None:
-        import pypardiso
-
         global _mkl_library
-        lib = pypardiso.PyPardisoSolver().libmkl
+        lib = None
+        for folder in dict.fromkeys((sys.prefix, sys.base_prefix)):
+            for path in sorted(glob.glob(os.path.join(folder, "lib", "libmkl_rt.so*")), reverse=True):
+                try:
+                    lib = ctypes.CDLL(path)
+                    break
+                except OSError:
+                    continue
+            if lib is not None:
+                break
+        if lib is None:
+            import pypardiso
+
+            lib = pypardiso.PyPardisoSolver().libmkl
         _mkl_library = lib
         fn = lib.pardiso
         fn.restype = None
