@@ -1,0 +1,840 @@
+"""Modal analysis without factorisation: LOBPCG preconditioned by smoothed-aggregation AMG.
+
+For large 3D meshes a sparse Cholesky/LU of ``K - σM`` no longer fits in memory or pays for
+itself (fill grows like n^(4/3) in 3D). :class:`AMGModalSolver` finds the lowest eigenpairs of
+``K x = λ M x`` with the locally optimal block preconditioned conjugate gradient method (LOBPCG,
+Knyazev 2001), preconditioned by one V-cycle of a smoothed-aggregation algebraic multigrid
+hierarchy of ``K`` (pyamg; Vaněk, Mandel & Brezina 1996) whose near-null space is the rigid-body
+modes of the model (3 in 2D, 6 in 3D). Memory and work per iteration are O(nnz).
+
+The pieces, and why they are not the library defaults:
+
+* **Hierarchy.** ``pyamg.smoothed_aggregation_solver`` builds the aggregates, the smoothed
+  prolongators and the Galerkin coarse operators (nodal BSR blocks when the free dofs come in
+  complete nodes; ``max_coarse`` counted in dofs, pyamg counts blocks). Its own cycle smooths one
+  right-hand side at a time with Gauss–Seidel; LOBPCG needs the preconditioner on a block of
+  vectors, so the V-cycle here is our own: a Chebyshev polynomial smoother in ``D⁻¹A`` (degree 3,
+  the upper 1/20 of the spectrum; symmetric, so the V-cycle is an SPD preconditioner) applied to
+  all vectors at once, and a dense Cholesky on the coarsest level. Block products go through MKL's
+  sparse BLAS when the PARDISO backend's ``mkl_rt`` is there: 13.9 ms against SciPy's 26.9 ms for
+  K (6.7M nonzeros) times 7 vectors, which halved the time per LOBPCG iteration (0.38 → 0.19 s at
+  89k dofs). On the final design of a 28k-dof optimisation, degree 2/3/4 took 33/25/23
+  iterations (cost per iteration 8/10/12 products): 3 is the cheapest.
+* **Eigen solver.** Our own block LOBPCG instead of ``scipy.sparse.linalg.lobpcg``: SciPy's stops
+  on an absolute residual norm, meaningless for K ~ 1e10 N/m (on a 13k-dof cantilever its
+  residuals stalled at 1e-5 with eigenvalues already exact to 1e-13), and it requires the whole
+  block, guard vectors included, to converge. Here the criterion is the relative residual
+  ``‖Kx − θMx‖ / (‖Kx‖ + |θ|‖Mx‖)`` of the wanted vectors only (with a rounding floor); the
+  Rayleigh–Ritz step M-orthonormalises [X, W, P] by an eigen-decomposition of its Gram matrix,
+  dropping dependent directions (Hetmaniuk & Lehoucq 2006, "Basis selection in LOBPCG"), restarts
+  without P on a negative Ritz value, and the best iterate is returned.
+* **Warm start and reuse.** The previous call's block (wanted and guard vectors) starts the next
+  solve, and the hierarchy is kept — only the finest level's operator, diagonal and spectral bound
+  are updated to the new K. It is rebuilt when the design changed a lot (diag K / diag K_setup
+  spread over more than 300 between its 0.1 % and 99.9 % quantiles), when the extra iterations it
+  has cost exceed the time of a setup (rent or buy), or in the middle of a solve that runs 10
+  iterations beyond the last solve with a new hierarchy. Measured on a 28k-dof cantilever
+  optimisation (MMA, max λ1, V ≤ 0.3, 20 evaluations): 11–26 iterations per design against 17–31
+  from random vectors with a new hierarchy each time; in a test, 12 against 15 after a ±0.02
+  density change. The rent-or-buy rule alone was not enough: early MMA steps change densities by
+  up to 0.5 and a kept hierarchy then took 46–86 iterations.
+
+Stiffness contrast (SIMP, x_min = 1e-3: E_void/E_solid = 1e-9), measured on a 30×15×8 hex1
+cantilever (12960 dofs, 5 modes, tol 1e-8, iterations from random vectors):
+
+    ======================================  ==========  ==================================
+    design                                  iterations  eigenvalues vs shift-invert Lanczos
+    ======================================  ==========  ==================================
+    uniform 0.3                             13          5e-14
+    element-wise random in [1e-3, 1]        21          5e-13
+    element-wise random in [0.2, 1]         17          6e-14
+    0/1, 30 % void (smooth random field)    15          7e-13
+    0/1 I-beam, 60 % void                   22          2e-13
+    0/1, 50 % void with two solid islands   35          5e-5 (rounding floor; falls back)
+    ======================================  ==========  ==================================
+
+Jacobi-scaled Chebyshev is insensitive to the scale of the rows, and aggregates straddling solid
+and void interpolate the void rigidly, which costs no energy. The limit is solid islands held only
+by void: their rigid motions have λ ~ 1e-13 of K's scale (cond(K, M) ~ 1e16), aggregates crossing
+the void cannot represent them, and a preconditioner shift — even 1e-8 — hides them. The solver
+therefore uses no shift on supported structures, adds an exact correction on the rigid modes of
+weakly coupled solid regions (error 3.5 % → 1e-4 on the island design), and when a solve still
+does not converge it falls back to shift-invert Lanczos below ``fallback`` free dofs (above it
+returns the best iterate with a warning). An optimiser seldom visits such designs: islands make
+λ1 tiny.
+
+References
+----------
+- A. V. Knyazev (2001), Toward the optimal preconditioned eigensolver: LOBPCG, SIAM J. Sci.
+  Comput. 23:517–541.
+- U. Hetmaniuk, R. Lehoucq (2006), Basis selection in LOBPCG, J. Comput. Phys. 218:324–332.
+- P. Vaněk, J. Mandel, M. Brezina (1996), Algebraic multigrid by smoothed aggregation for second
+  and fourth order elliptic problems, Computing 56:179–196.
+- M. Adams, M. Brezina, J. Hu, R. Tuminaro (2003), Parallel multigrid smoothing: polynomial versus
+  Gauss–Seidel, J. Comput. Phys. 188:593–610 (Chebyshev smoothers, eigenvalue ratio 30).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from .errors import InputError
+from .modal import Modes, find_clusters, normalize_modes
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AMGModalSolver", "AMGPreconditioner", "lobpcg", "rigid_body_modes"]
+
+
+# --------------------------------------------------------------------------------------------- #
+# near-null space
+
+
+def rigid_body_modes(coordinates: np.ndarray, component: np.ndarray) -> np.ndarray:
+    """Rigid-body modes on a set of dofs: translations, then rotations about the centroid.
+
+    Parameters
+    ----------
+    coordinates : ndarray (dim, n)
+        Location of each dof (``model.basis.doflocs[:, model.free_dofs]``).
+    component : ndarray (n,)
+        Displacement component of each dof (``model.dof_component[model.free_dofs]``).
+
+    Returns
+    -------
+    ndarray (n, 3) in 2D, (n, 6) in 3D
+        Columns scaled to unit 2-norm.
+    """
+    X = np.asarray(coordinates, dtype=float)
+    c = np.asarray(component)
+    dim, n = X.shape
+    X = X - X.mean(axis=1, keepdims=True)
+    B = np.zeros((n, 3 if dim == 2 else 6))
+    for k in range(dim):
+        B[c == k, k] = 1.0
+    if dim == 2:
+        B[c == 0, 2], B[c == 1, 2] = -X[1, c == 0], X[0, c == 1]
+    elif dim == 3:
+        x, y, z = X
+        B[c == 1, 3], B[c == 2, 3] = -z[c == 1], y[c == 2]  # about x: (0, -z, y)
+        B[c == 2, 4], B[c == 0, 4] = -x[c == 2], z[c == 0]  # about y: (z, 0, -x)
+        B[c == 0, 5], B[c == 1, 5] = -y[c == 0], x[c == 1]  # about z: (-y, x, 0)
+    else:
+        B = B[:, :dim]
+    norms = np.linalg.norm(B, axis=0)
+    return B / np.where(norms > 0, norms, 1.0)
+
+
+def _constant_modes(n: int, dim: int) -> np.ndarray:
+    """Fallback near-null space without a model: a constant per component (dofs interleaved)."""
+    B = np.zeros((n, dim))
+    for k in range(dim):
+        B[k::dim, k] = 1.0
+    return B / np.linalg.norm(B, axis=0)
+
+
+# --------------------------------------------------------------------------------------------- #
+# sparse × dense blocks
+
+
+class _Descr(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("mode", ctypes.c_int), ("diag", ctypes.c_int)]
+
+
+_mkl = None  # MKL's sparse BLAS (False: unavailable)
+
+
+def _mkl_sparse():
+    """MKL's inspector–executor sparse BLAS from the ``mkl_rt`` the PARDISO backend loads, or None."""
+    global _mkl
+    if _mkl is None:
+        try:
+            from . import linalg
+
+            linalg._load_mkl_pardiso()
+            lib = linalg._mkl_library
+            vp, ci = ctypes.c_void_p, ctypes.c_int
+            lib.mkl_sparse_d_create_csr.argtypes = [ctypes.POINTER(vp), ci, ci, ci, vp, vp, vp, vp]
+            lib.mkl_sparse_d_create_csr.restype = ci
+            lib.mkl_sparse_d_mm.argtypes = [ci, ctypes.c_double, vp, _Descr, ci, vp, ci, ci, ctypes.c_double, vp, ci]
+            lib.mkl_sparse_d_mm.restype = ci
+            lib.mkl_sparse_destroy.argtypes = [vp]
+            lib.mkl_sparse_destroy.restype = ci
+            _mkl = lib
+        except Exception as exc:  # no MKL on this platform: SciPy's products
+            logger.debug("MKL sparse BLAS unavailable (%s): SciPy sparse products", exc)
+            _mkl = False
+    return _mkl or None
+
+
+class BlockOperator:
+    """``A @ X`` for blocks X (n, k): MKL's ``mkl_sparse_d_mm`` when available (measured 2× faster
+    than SciPy's ``csr_matvecs`` for k = 7 on a 7M-nonzero stiffness matrix, one thread), SciPy
+    for single vectors and everywhere else. Holds no copy of A."""
+
+    _SPARSE_OPERATION_NON_TRANSPOSE, _SPARSE_MATRIX_TYPE_GENERAL, _SPARSE_LAYOUT_ROW_MAJOR = 10, 20, 101
+
+    def __init__(self, A: sp.spmatrix, use_mkl: bool = True) -> None:
+        self.A = A if sp.isspmatrix_csr(A) else sp.csr_matrix(A)
+        self.shape = self.A.shape
+        self._handle = None
+        lib = _mkl_sparse() if use_mkl else None
+        if (lib is not None and self.A.dtype == np.float64 and self.A.nnz < 2**31 - 1
+                and self.A.indptr.dtype == np.int32 and self.A.indices.dtype == np.int32):
+            self.A.data = np.ascontiguousarray(self.A.data)
+            handle = ctypes.c_void_p()
+            status = lib.mkl_sparse_d_create_csr(
+                ctypes.byref(handle), 0, self.shape[0], self.shape[1], self.A.indptr.ctypes.data,
+                self.A.indptr[1:].ctypes.data, self.A.indices.ctypes.data, self.A.data.ctypes.data)
+            if status == 0:
+                self._handle, self._lib = handle, lib
+
+    def __matmul__(self, X: np.ndarray) -> np.ndarray:
+        if self._handle is None or X.ndim != 2 or X.shape[1] < 2 or X.dtype != np.float64:
+            return self.A @ X
+        X = np.ascontiguousarray(X)
+        k = X.shape[1]
+        Y = np.empty((self.shape[0], k))
+        status = self._lib.mkl_sparse_d_mm(
+            self._SPARSE_OPERATION_NON_TRANSPOSE, 1.0, self._handle, _Descr(self._SPARSE_MATRIX_TYPE_GENERAL, 0, 0),
+            self._SPARSE_LAYOUT_ROW_MAJOR, X.ctypes.data, k, k, 0.0, Y.ctypes.data, k)
+        if status != 0:
+            raise RuntimeError(f"mkl_sparse_d_mm failed with status {status}")
+        return Y
+
+    def diagonal(self) -> np.ndarray:
+        return self.A.diagonal()
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            self._lib.mkl_sparse_destroy(self._handle)
+            self._handle = None
+
+
+# --------------------------------------------------------------------------------------------- #
+# AMG preconditioner with a block Chebyshev V-cycle
+
+
+def _spectral_bound(A: sp.csr_matrix, dinv: np.ndarray, steps: int = 12, seed: int = 7) -> float:
+    """Upper estimate of λ_max(D⁻¹A): Lanczos on D^-1/2 A D^-1/2, largest Ritz value × 1.1."""
+    n = A.shape[0]
+    s = np.sqrt(dinv)
+    q = np.random.default_rng(seed).uniform(-1.0, 1.0, n)
+    q /= np.linalg.norm(q)
+    q_prev = np.zeros(n)
+    alpha, beta = [], [0.0]
+    for _ in range(min(steps, n)):
+        w = s * (A @ (s * q))
+        a = float(q @ w)
+        w -= a * q + beta[-1] * q_prev
+        b = float(np.linalg.norm(w))
+        alpha.append(a)
+        if b <= 1e-12 * abs(a):
+            break
+        beta.append(b)
+        q_prev, q = q, w / b
+    T = np.diag(alpha) + np.diag(beta[1:len(alpha)], 1) + np.diag(beta[1:len(alpha)], -1)
+    return 1.1 * float(np.linalg.eigvalsh(T).max())
+
+
+def _weak_components(A: sp.csr_matrix, d: np.ndarray, block: int, tol: float) -> tuple[np.ndarray, int]:
+    """Connected components of the graph of strong couplings |a_ij| ≥ tol·√(a_ii a_jj) between
+    nodes (blocks of ``block`` dofs); returns per-dof labels and the number of components."""
+    from scipy.sparse.csgraph import connected_components
+
+    n = A.shape[0]
+    s = 1.0 / np.sqrt(np.where(d > 0, d, 1.0))
+    n_nodes = n // block
+    edges_r, edges_c = [], []
+    chunk = max(1, (1 << 24) // max(1, A.nnz // max(n, 1)))
+    for r0 in range(0, n, chunk):
+        r1 = min(n, r0 + chunk)
+        sub = A[r0:r1]
+        rows = np.repeat(np.arange(r0, r1), np.diff(sub.indptr))
+        strong = np.abs(sub.data) * s[rows] * s[sub.indices] >= tol
+        u, v = rows[strong] // block, sub.indices[strong] // block
+        keep = u != v
+        key = np.unique(u[keep].astype(np.int64) * n_nodes + v[keep])
+        edges_r.append(key // n_nodes)
+        edges_c.append(key % n_nodes)
+    r, c = np.concatenate(edges_r), np.concatenate(edges_c)
+    G = sp.csr_matrix((np.ones(r.size, dtype=np.int8), (r, c)), shape=(n_nodes, n_nodes))
+    n_comp, labels = connected_components(G, directed=False)
+    return np.repeat(labels, block), n_comp
+
+
+@dataclass
+class _Level:
+    A: sp.csr_matrix
+    dinv: np.ndarray
+    lmax: float
+    P: BlockOperator | None = None
+    R: BlockOperator | None = None
+
+    def __post_init__(self) -> None:
+        self.op = BlockOperator(self.A)
+
+
+class AMGPreconditioner:
+    """One V-cycle of smoothed aggregation with a block Chebyshev smoother: ``T(R) ≈ A⁻¹ R``.
+
+    Parameters
+    ----------
+    A : csr_matrix
+        Symmetric positive (semi-)definite operator.
+    B : ndarray (n, k)
+        Near-null space (rigid-body modes).
+    block : int
+        Nodal block size for aggregation (1: scalar aggregation).
+    degree : int
+        Chebyshev smoother degree (applications of A per smoothing step).
+    ratio : float
+        The smoother targets eigenvalues of D⁻¹A in [λ_max/ratio, λ_max].
+    max_coarse : int
+        Size below which the coarsest level is solved by dense Cholesky.
+    strength, aggregate, smooth : pyamg options.
+    max_components : int
+        Solid regions coupled to the rest only through void that get an exact rigid-body
+        correction (see :meth:`_set_components`; 0: none).
+    strength_tol : float
+        Normalised coupling |a_ij| / √(a_ii a_jj) below which nodes count as disconnected there.
+    """
+
+    def __init__(self, A: sp.csr_matrix, B: np.ndarray, block: int = 1, degree: int = 3, ratio: float = 20.0,
+                 max_coarse: int = 1500, strength="symmetric", aggregate="standard",
+                 smooth=("jacobi", {"omega": 4.0 / 3.0}), max_components: int = 64,
+                 strength_tol: float = 1e-4) -> None:
+        import pyamg
+
+        self.degree, self.ratio = int(degree), float(ratio)
+        t0 = time.perf_counter()
+        A = sp.csr_matrix(A)
+        A_in = A.tobsr(blocksize=(block, block)) if block > 1 else A
+        ml = pyamg.smoothed_aggregation_solver(
+            A_in, B=B, symmetry="hermitian", strength=strength, aggregate=aggregate, smooth=smooth,
+            presmoother=None, postsmoother=None, improve_candidates=None,
+            max_coarse=max(1, max_coarse // B.shape[1]),  # pyamg counts blocks (of B.shape[1] on coarse levels)
+            max_levels=12, keep=False)
+        del A_in
+        self.levels: list[_Level] = []
+        for i, lev in enumerate(ml.levels):
+            Ai = A if i == 0 else sp.csr_matrix(lev.A)
+            level = _Level(Ai, *self._smoother_data(Ai))
+            if i < len(ml.levels) - 1:
+                level.P = BlockOperator(sp.csr_matrix(lev.P))
+                level.R = BlockOperator(sp.csr_matrix(lev.P.T))
+            self.levels.append(level)
+        del ml
+        self._factor_coarse()
+        self.B, self.block = B, block
+        self.max_components, self.strength_tol = max_components, strength_tol
+        self._set_components(A)
+        self.setup_time = time.perf_counter() - t0
+
+    @staticmethod
+    def _smoother_data(A: sp.csr_matrix) -> tuple[np.ndarray, float]:
+        d = A.diagonal()
+        dmax = np.abs(d).max() if d.size else 1.0
+        dinv = 1.0 / np.where(d > 1e-300 * max(dmax, 1e-300), d, max(dmax, 1.0))
+        return dinv, _spectral_bound(A, dinv)
+
+    def _factor_coarse(self) -> None:
+        Ac = self.levels[-1].A.toarray()
+        Ac = 0.5 * (Ac + Ac.T)
+        try:
+            self._coarse = ("cholesky", sla.cho_factor(Ac, lower=True, check_finite=False))
+        except np.linalg.LinAlgError:  # semi-definite (a free body): pseudo-inverse
+            self._coarse = ("pinv", np.linalg.pinv(Ac, hermitian=True))
+
+    def update_fine(self, A: sp.csr_matrix) -> None:
+        """Use ``A`` as the finest operator (new design), keeping the coarse levels."""
+        A = sp.csr_matrix(A)
+        level = self.levels[0]
+        level.A = A
+        level.op = BlockOperator(A)
+        level.dinv, level.lmax = self._smoother_data(A)
+        if len(self.levels) == 1:
+            self._factor_coarse()
+        if self.Z is not None:  # the regions of the setup, their coarse matrix for the new A
+            self._factor_regions(A)
+
+    def _set_components(self, A: sp.csr_matrix) -> None:
+        """The rigid-body modes of every weakly coupled region, for an exact coarse correction.
+
+        In SIMP designs E_void/E_solid = 1e-9: a solid island held only by void, or a void
+        region, moves rigidly at almost no energy, and aggregates that straddle the void cannot
+        represent that motion — LOBPCG then stalls (measured: no convergence in 300 iterations
+        with two islands of ~90 nodes). Cutting the connections weaker than ``strength_tol``
+        (|a_ij| / √(a_ii a_jj), node level) splits the structure into regions; the rigid modes of
+        the solid ones except the largest (at most ``max_components``) become the columns of Z, and
+        the preconditioner adds Z (ZᵀAZ)⁻¹ Zᵀ (still symmetric positive definite). The regions are
+        found at setup (a pass over A, 0.4 s at 28k dofs); :meth:`update_fine` only refactors ZᵀAZ.
+        Skipped when the diagonal varies by less than 1/strength_tol (no contrast).
+        """
+        self.Z = None
+        d = A.diagonal()
+        if self.max_components <= 0 or d.size == 0 or d.min() > self.strength_tol * d.max():
+            return
+        labels, n_comp = _weak_components(A, d, self.block, self.strength_tol)
+        if n_comp < 2:
+            return
+        # Solid regions only (median diagonal within 1/strength_tol of the largest): void regions
+        # are soft too, but the mass law keeps their modes high, and their huge corrections
+        # (ZᵀAZ ~ 1e-9) swamp the useful part of the preconditioned residual (measured: 24 → 32
+        # iterations on an I-beam design when they were included).
+        sizes = np.bincount(labels, minlength=n_comp)
+        order = np.argsort(labels, kind="stable")
+        starts = np.concatenate(([0], np.cumsum(sizes)))
+        median = np.array([np.median(d[order[starts[c]:starts[c + 1]]]) for c in range(n_comp)])
+        solid = np.flatnonzero((median >= self.strength_tol * d.max()) & (sizes >= 2 * self.block))
+        if solid.size < 2:
+            return
+        solid = solid[np.argsort(sizes[solid])[::-1]][1: self.max_components + 1]  # all but the largest
+        rows, cols, vals = [], [], []
+        n_col = 0
+        for c in solid:
+            dofs = np.sort(order[starts[c]:starts[c + 1]])
+            Q, R = np.linalg.qr(self.B[dofs])
+            rank = np.abs(np.diag(R)) > 1e-8 * np.abs(np.diag(R)).max()
+            Q = Q[:, rank]
+            rows.append(np.repeat(dofs, Q.shape[1]))
+            cols.append(np.tile(np.arange(n_col, n_col + Q.shape[1]), dofs.size))
+            vals.append(Q.ravel())
+            n_col += Q.shape[1]
+        self.Z = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                               shape=(A.shape[0], n_col))
+        self.ZT = sp.csr_matrix(self.Z.T)
+        self._factor_regions(A)
+        logger.debug("AMG region correction: %d regions, %d columns", solid.size, n_col)
+
+    def _factor_regions(self, A: sp.csr_matrix) -> None:
+        ZAZ = (self.ZT @ (A @ self.Z)).toarray()
+        try:
+            self._Zfactor = sla.cho_factor(0.5 * (ZAZ + ZAZ.T), lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            logger.debug("region coarse matrix not definite; no region correction")
+            self.Z = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.levels[0].A.shape
+
+    @property
+    def operator_complexity(self) -> float:
+        return sum(lev.A.nnz for lev in self.levels) / self.levels[0].A.nnz
+
+    def describe(self) -> str:
+        sizes = " > ".join(str(lev.A.shape[0]) for lev in self.levels)
+        return f"{len(self.levels)} levels ({sizes}), operator complexity {self.operator_complexity:.2f}"
+
+    def _chebyshev(self, level: _Level, b: np.ndarray, x: np.ndarray | None) -> np.ndarray:
+        lmax = level.lmax
+        lmin = lmax / self.ratio
+        theta, delta = 0.5 * (lmax + lmin), 0.5 * (lmax - lmin)
+        sigma = theta / delta
+        rho = 1.0 / sigma
+        dinv = level.dinv[:, None] if b.ndim == 2 else level.dinv
+        r = b.copy() if x is None else b - level.op @ x
+        d = (dinv * r) / theta
+        x = d.copy() if x is None else x + d
+        for _ in range(self.degree - 1):
+            rho_new = 1.0 / (2.0 * sigma - rho)
+            r -= level.op @ d
+            d *= rho_new * rho
+            d += (2.0 * rho_new / delta) * (dinv * r)
+            x += d
+            rho = rho_new
+        return x
+
+    def _cycle(self, i: int, b: np.ndarray) -> np.ndarray:
+        level = self.levels[i]
+        if i == len(self.levels) - 1:
+            kind, data = self._coarse
+            return sla.cho_solve(data, b, check_finite=False) if kind == "cholesky" else data @ b
+        x = self._chebyshev(level, b, None)
+        r = b - level.op @ x
+        x += level.P @ self._cycle(i + 1, level.R @ r)
+        return self._chebyshev(level, b, x)
+
+    def __call__(self, b: np.ndarray) -> np.ndarray:
+        """Apply one V-cycle to a vector (n,) or a block (n, k)."""
+        b = np.asarray(b, dtype=float)
+        x = self._cycle(0, b)
+        if self.Z is not None:
+            x = x + self.Z @ sla.cho_solve(self._Zfactor, self.ZT @ b, check_finite=False)
+        return x
+
+
+# --------------------------------------------------------------------------------------------- #
+# LOBPCG
+
+
+def _rayleigh_ritz(GK: np.ndarray, GM: np.ndarray, m: int, drop: float = 1e-8):
+    """The m smallest Ritz pairs of the pencil (GK, GM) of a possibly dependent basis.
+
+    Columns are scaled to unit M-norm, the Gram matrix is diagonalised and directions with
+    eigenvalues below ``drop`` times the largest are dropped (a numerically dependent basis), the
+    projected stiffness is diagonalised. Returns (θ (m,), C (s, m)) with ``CᵀGM C = I``.
+    """
+    d = np.sqrt(np.clip(np.diag(GM), 0.0, None))
+    d[d == 0.0] = 1.0
+    Gm = GM / np.outer(d, d)
+    Gk = GK / np.outer(d, d)
+    w, V = np.linalg.eigh(0.5 * (Gm + Gm.T))
+    keep = w > drop * w.max()
+    Q = V[:, keep] / np.sqrt(w[keep])
+    H = Q.T @ Gk @ Q
+    theta, Y = np.linalg.eigh(0.5 * (H + H.T))
+    if theta.size < m:
+        raise np.linalg.LinAlgError(f"LOBPCG basis of rank {theta.size} < block size {m}")
+    return theta[:m], (Q @ Y[:, :m]) / d[:, None]
+
+
+def lobpcg(K, M, X: np.ndarray, precond, n_wanted: int | None = None, tol: float = 1e-8, maxiter: int = 200,
+           on_iteration=None, stagnation: int = 15):
+    """Smallest eigenpairs of ``K x = λ M x`` by block LOBPCG with soft locking.
+
+    Parameters
+    ----------
+    K, M : sparse matrices (n, n)
+        Symmetric; M positive definite.
+    X : ndarray (n, m)
+        Initial block (m ≥ n_wanted; the extra columns are guard vectors).
+    precond : callable
+        ``precond(R) ≈ K⁻¹R`` for a block R (n, k); symmetric positive definite.
+    n_wanted : int
+        Leading columns whose convergence ends the iteration (default: all m).
+    tol : float or ndarray (n_wanted,)
+        Relative residual ``‖Kx − θMx‖ / (‖Kx‖ + |θ|‖Mx‖)`` for convergence (per column).
+    maxiter : int
+    on_iteration : callable, optional
+        ``on_iteration(it, theta, residuals)`` after each iteration; returning True stops.
+    stagnation : int
+        Once the largest wanted residual is below 1000·tol, stop when it has not decreased for this
+        many iterations (the iterate with the smallest one is returned).
+
+    Returns
+    -------
+    theta : ndarray (m,), X : ndarray (n, m) M-orthonormal, iterations : int, residuals : ndarray (m,)
+    """
+    X = np.array(X, dtype=float)
+    n, m = X.shape
+    n_wanted = m if n_wanted is None else int(n_wanted)
+    tol_w = np.broadcast_to(np.asarray(tol, dtype=float), (n_wanted,))
+    tol_all = np.concatenate([tol_w, np.full(m - n_wanted, tol_w.max())])
+    KX, MX = K @ X, M @ X
+    theta, C = _rayleigh_ritz(X.T @ KX, X.T @ MX, m)
+    X, KX, MX = X @ C, KX @ C, MX @ C
+    P = KP = MP = None
+    # Rounding in K @ x is about eps·‖K‖·‖x‖: a mode whose λ is ~1e-14 of K's largest (a solid
+    # island in void) cannot reach ``tol`` relative to itself; the floor accepts ~300 eps·‖K‖·‖x‖.
+    floor = 300.0 * np.finfo(float).eps / tol_w.min() * float(np.abs(K.diagonal()).max())
+    residuals = np.full(m, np.inf)
+    best = (np.inf, theta, X, residuals)
+    best_it = 0
+    it = 0
+    for it in range(maxiter + 1):
+        if it and it % 25 == 0:  # refresh the tracked products (rounding drift)
+            KX, MX = K @ X, M @ X
+            if P is not None:
+                KP, MP = K @ P, M @ P
+        R = KX - MX * theta
+        residuals = np.linalg.norm(R, axis=0) / (np.linalg.norm(KX, axis=0) + np.abs(theta) * np.linalg.norm(MX, axis=0)
+                                                 + floor * np.linalg.norm(X, axis=0))
+        score = float((residuals[:n_wanted] / tol_w).max())
+        if score < best[0]:
+            best, best_it = (score, theta, X, residuals), it
+        if on_iteration is not None and on_iteration(it, theta, residuals):
+            break
+        if score < 1.0 or it == maxiter:
+            break
+        if best[0] < 1e3 and it - best_it >= stagnation:  # at the rounding floor: more iterations add noise
+            break
+        active = residuals >= tol_all
+        W = precond(R[:, active])
+        W -= X @ (MX.T @ W)  # M-orthogonal to the current Ritz vectors
+        KW, MW = K @ W, M @ W
+        if P is None:
+            S, KS, MS = np.hstack([X, W]), np.hstack([KX, KW]), np.hstack([MX, MW])
+        else:
+            S, KS, MS = np.hstack([X, W, P]), np.hstack([KX, KW, KP]), np.hstack([MX, MW, MP])
+        theta_new, C = _rayleigh_ritz(S.T @ KS, S.T @ MS, m)
+        if P is not None and theta_new[0] < -1e-6 * abs(theta[-1]):
+            # a negative Ritz value of a definite pencil: rounding in a nearly dependent basis
+            # (seen at cond(K, M) ~ 1e16, solid islands in void). Restart without P.
+            S, KS, MS = S[:, : m + W.shape[1]], KS[:, : m + W.shape[1]], MS[:, : m + W.shape[1]]
+            theta_new, C = _rayleigh_ritz(S.T @ KS, S.T @ MS, m)
+        theta = theta_new
+        rest = C[m:]
+        P, KP, MP = S[:, m:] @ rest, KS[:, m:] @ rest, MS[:, m:] @ rest
+        X, KX, MX = X @ C[:m] + P, KX @ C[:m] + KP, MX @ C[:m] + MP
+    _, theta, X, residuals = best  # the iterate with the smallest wanted residuals
+    return theta, X, it, residuals
+
+
+# --------------------------------------------------------------------------------------------- #
+# the modal solver
+
+
+class AMGModalSolver:
+    """Leading eigenpairs by AMG-preconditioned LOBPCG, warm-started between calls.
+
+    Same conventions as :class:`fem_eigopt.modal.ModalSolver`: ``n_modes + 1`` pairs are computed
+    (the extra one is ``Modes.next_eigenvalue``), vectors are M-normalised and signed by
+    :func:`~fem_eigopt.modal.normalize_modes`, eigenvalues are the Rayleigh quotients xᵀKx in
+    ascending order, clusters by :func:`~fem_eigopt.modal.find_clusters`.
+
+    Parameters
+    ----------
+    n_modes : int
+    model : Model, optional
+        Gives the near-null space (rigid-body modes from the free dofs' coordinates and
+        components) and the nodal block size; without it, one constant vector per component.
+    cluster_tol : float
+        Relative tolerance for repeated eigenvalues.
+    tol : float
+        LOBPCG relative residual ``‖Kx − λMx‖ / (‖Kx‖ + |λ|‖Mx‖)`` of the accurate modes (or its
+        rounding floor); eigenvalues, Rayleigh quotients, are then accurate to about tol².
+    maxiter : int
+        LOBPCG iterations per solve (a solve that reaches it with a reused hierarchy is continued
+        once with a new hierarchy).
+    guard : int
+        Extra block vectors beyond the n_modes + 1 computed (faster convergence of the last ones).
+    shift : "auto" or float
+        The preconditioner approximates (K + shift·c·M)⁻¹ with c = mean(diag K)/mean(diag M).
+        ``"auto"``: 0 when the model has supports (K is definite), 1e-8 for a free body (like
+        ModalSolver's auto shift). A shift above the wanted eigenvalues slows their convergence by
+        about (λ + shift·c)/λ: a solid island in void has λ ~ 1e-13 of K's scale, and even 1e-8
+        stopped its convergence (measured).
+    reuse : bool
+        Keep the hierarchy between calls. It is rebuilt when its extra iterations have cost a
+        setup, when diag(K) changed by more than ``rebuild_spread`` (ratio of the 99.9 % to the
+        0.1 % quantile of diag K / diag K_setup), or in the middle of a solve that takes 10
+        iterations more than the last solve with a new hierarchy.
+    accurate_modes : int, optional
+        Only the first ``accurate_modes`` pairs (those differentiated) must reach ``tol``; the
+        others stop at ``loose_tol`` (as :class:`~fem_eigopt.subspace.SubspaceModalSolver`).
+    loose_tol : float
+    fallback : int
+        A solve that does not converge is redone by shift-invert Lanczos with a factorisation
+        (:class:`~fem_eigopt.modal.ModalSolver`) when there are at most this many free dofs;
+        above, the best iterate is returned with a warning.
+    degree, ratio, max_coarse, strength : AMG options (see :class:`AMGPreconditioner`).
+    regions : int
+        Weakly coupled solid regions (islands in void) given an exact rigid-body correction
+        (``max_components`` of :class:`AMGPreconditioner`; 0 switches it off).
+
+    Attributes
+    ----------
+    last_timings : dict
+        ``setup`` (hierarchy built or fine level updated) and ``eigensolve`` seconds.
+    last_iterations : int
+        LOBPCG iterations of the last solve.
+    last_residuals : ndarray
+        Relative residuals of the last solve's block.
+    iteration_history : list of (iterations, new hierarchy)
+    n_solves, n_setups, n_fallbacks : int
+    preconditioner : AMGPreconditioner
+    factorization : None
+    backend : str
+        ``"amg"``.
+    """
+
+    factorization = None
+    backend = "amg"
+
+    def __init__(self, n_modes: int = 6, model=None, cluster_tol: float = 1e-6, tol: float = 1e-8,
+                 maxiter: int = 300, guard: int = 2, shift="auto", reuse: bool = True,
+                 accurate_modes: int | None = None, loose_tol: float = 1e-4, fallback: int = 200_000,
+                 rebuild_spread: float = 300.0,
+                 degree: int = 3, ratio: float = 20.0, max_coarse: int = 1500, strength="symmetric",
+                 regions: int = 64) -> None:
+        if n_modes < 1:
+            raise InputError(f"n_modes = {n_modes!r}; allowed: an integer >= 1")
+        self.n_modes = int(n_modes)
+        self.model = model
+        self.cluster_tol = cluster_tol
+        self.tol = float(tol)
+        self.maxiter = int(maxiter)
+        self.guard = int(guard)
+        if shift == "auto":
+            shift = 0.0 if model is not None and model.fixed_dofs.size else 1e-8
+        self.shift_factor = float(shift)
+        self.reuse = reuse
+        self.accurate_modes = accurate_modes
+        self.loose_tol = float(loose_tol)
+        self.fallback = int(fallback)
+        self.rebuild_spread = float(rebuild_spread)
+        self.amg_options = dict(degree=degree, ratio=ratio, max_coarse=max_coarse, strength=strength,
+                                max_components=regions)
+        self.preconditioner: AMGPreconditioner | None = None
+        self.shift = 0.0
+        self.n_solves = 0
+        self.n_setups = 0
+        self.n_fallbacks = 0
+        self.last_iterations = 0
+        self.last_residuals = np.zeros(0)
+        self.last_timings: dict[str, float] = {}
+        self.iteration_history: list[tuple[int, bool]] = []
+        self._block: np.ndarray | None = None
+        self._baseline: int | None = None  # iterations of the last solve with a fresh hierarchy
+        self._excess = 0.0  # seconds of iterations beyond the baseline since the last setup
+        self._rebuild = False
+
+    def reset(self) -> None:
+        """Forget the kept vectors: the next solve starts from random vectors (after a jump in the
+        design); the hierarchy is rebuilt too."""
+        self._block = None
+        self._rebuild = True
+
+    # -- pieces
+    def _near_null_space(self, n: int) -> tuple[np.ndarray, int]:
+        model = self.model
+        if model is not None and model.n_free == n:
+            free = model.free_dofs
+            B = rigid_body_modes(model.basis.doflocs[:, free], model.dof_component[free])
+            dim = model.dim
+            # nodal blocks: the free dofs come in complete nodes (dim consecutive numbers)
+            nodes = free.reshape(-1, dim) if n % dim == 0 else None
+            blocks_ok = (nodes is not None and np.all(nodes[:, 0] % dim == 0)
+                         and np.all(np.diff(nodes, axis=1) == 1))
+            return B, (dim if blocks_ok else 1)
+        dim = model.dim if model is not None else 1
+        return _constant_modes(n, dim), 1
+
+    def _setup(self, A: sp.csr_matrix) -> None:
+        self.preconditioner = None  # free the old hierarchy first
+        B, block = self._near_null_space(A.shape[0])
+        self.preconditioner = AMGPreconditioner(A, B, block=block, **self.amg_options)
+        self.n_setups += 1
+        self._excess, self._rebuild = 0.0, False
+        logger.debug("AMG hierarchy: %s, setup %.2f s", self.preconditioner.describe(),
+                     self.preconditioner.setup_time)
+
+    def _tolerances(self, k: int) -> np.ndarray:
+        tol = np.full(k, self.tol)
+        if self.accurate_modes is not None:
+            tol[min(self.accurate_modes, k):] = max(self.loose_tol, self.tol)
+        return tol
+
+    # -- solve
+    def solve(self, K: sp.csr_matrix, M: sp.csr_matrix, warm_start: np.ndarray | None = None) -> Modes:
+        """Eigenpairs of ``K x = λ M x``.
+
+        ``warm_start`` (n, j): columns to start from instead of the previous call's block.
+        """
+        n = K.shape[0]
+        if self.n_modes >= n:
+            raise InputError(f"n_modes = {self.n_modes}; allowed: fewer than the {n} free dofs")
+        k = min(self.n_modes + 1, n - 1)
+        m = min(k + self.guard, n - 1)
+        tol = self._tolerances(k)
+        scale = float(np.mean(K.diagonal())) / float(np.mean(M.diagonal()))
+        self.shift = -self.shift_factor * scale
+        A = K - self.shift * M if self.shift else K
+
+        t0 = time.perf_counter()
+        fresh = (self.preconditioner is None or self.preconditioner.shape != K.shape or not self.reuse
+                 or self._rebuild)
+        if not fresh:
+            # The coarse levels were built for an earlier K. Where the design has changed a lot
+            # (the diagonal ratio to that K varies by more than `rebuild_spread` between its 0.1 %
+            # and 99.9 % quantiles) they no longer fit: measured on a 28k-dof cantilever, spreads
+            # above ~1e4 took 46–86 iterations with the kept hierarchy against 21–26 with a new one.
+            q = A.diagonal() / self._diag_ref
+            spread = float(np.quantile(q, 0.999) / np.quantile(q, 0.001))
+            fresh = spread > self.rebuild_spread
+        if fresh:
+            self._setup(A)
+            self._diag_ref = A.diagonal()
+        else:
+            self.preconditioner.update_fine(A)
+        t_setup = time.perf_counter() - t0
+
+        rng = np.random.default_rng(20070307)
+        if warm_start is not None and warm_start.shape[0] == n:
+            X0 = np.asarray(warm_start, dtype=float).reshape(n, -1)[:, :m]
+            X0 = np.hstack([X0, rng.uniform(-1.0, 1.0, (n, m - X0.shape[1]))])
+        elif self._block is not None and self._block.shape == (n, m):
+            X0 = self._block
+        else:
+            X0 = rng.uniform(-1.0, 1.0, (n, m))
+        Kop, Mop = BlockOperator(K), BlockOperator(M)
+        t1 = time.perf_counter()
+        # With a kept hierarchy, give up 10 iterations beyond those of the last fresh solve, build
+        # a new one and continue from the current block.
+        limit = self.maxiter if fresh or self._baseline is None else min(self.maxiter, self._baseline + 10)
+        theta, X, iterations, res = lobpcg(Kop, Mop, X0, self.preconditioner, n_wanted=k, tol=tol, maxiter=limit)
+        t_iterate = time.perf_counter() - t1
+        if np.any(res[:k] >= tol) and not fresh:
+            logger.debug("AMG-LOBPCG: not converged after %d iterations with a kept hierarchy; rebuilding",
+                         iterations)
+            t = time.perf_counter()
+            self._setup(A)
+            t_setup += time.perf_counter() - t
+            fresh = True
+            t = time.perf_counter()
+            theta, X, its, res = lobpcg(Kop, Mop, X, self.preconditioner, n_wanted=k, tol=tol, maxiter=self.maxiter)
+            t_iterate += time.perf_counter() - t
+            iterations += its
+            self._baseline = its
+        elif fresh:
+            self._baseline = iterations
+        converged = bool(np.all(res[:k] < tol))
+        self._account(iterations, t_iterate, converged)
+        self.last_iterations, self.last_residuals = iterations, res
+        self.iteration_history.append((iterations, fresh))
+        self._block = X
+        vecs = X[:, :k]
+        if not converged:
+            if n <= self.fallback:
+                logger.warning("AMG-LOBPCG did not converge in %d iterations (relative residuals %s, tol %.1e): "
+                               "shift-invert Lanczos with a factorisation instead", iterations,
+                               np.array2string(res[:k], precision=2), self.tol)
+                from .modal import ModalSolver
+
+                direct = ModalSolver(k, cluster_tol=self.cluster_tol).solve(K, M)
+                vecs = direct.vectors
+                self._block = np.hstack([vecs, X[:, k:]])
+                self.n_fallbacks += 1
+            else:
+                logger.warning("AMG-LOBPCG did not converge in %d iterations: relative residuals %s (tol %.1e); "
+                               "returning the best iterate", iterations, np.array2string(res[:k], precision=2),
+                               self.tol)
+        self.last_timings = {"setup": t_setup, "eigensolve": time.perf_counter() - t0 - t_setup}
+
+        vecs = normalize_modes(vecs, M)
+        vals = np.einsum("ij,ij->j", vecs, K @ vecs)
+        order = np.argsort(vals)
+        vals, vecs = vals[order], vecs[:, order]
+        self.n_solves += 1
+        zero_scale = max(abs(vals[-1]), scale * 1e-12)
+        clusters = find_clusters(vals, self.cluster_tol, zero_tol=1e-9 * zero_scale)
+        nm = self.n_modes
+        next_val = float(vals[nm]) if vals.size > nm else np.nan
+        kept = [c for c in (tuple(i for i in c if i < nm) for c in clusters) if len(c) > 1]
+        if any(nm - 1 in c and nm in c for c in clusters):
+            logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
+                           "(λ = %.6g, next %.6g): ask for more modes", nm, vals[nm - 1], vals[nm])
+        return Modes(eigenvalues=vals[:nm], vectors=vecs[:, :nm], clusters=kept, shift=self.shift,
+                     next_eigenvalue=next_val)
+
+    def _account(self, iterations: int, seconds: float, converged: bool) -> None:
+        """Rent or buy: rebuild once the iterations beyond those of the last solve with a fresh
+        hierarchy have cost as much time as building it (at most twice the best cost in hindsight)."""
+        if not converged:
+            self._rebuild = True
+            return
+        if iterations == 0 or self._baseline is None:
+            return
+        self._excess += max(0, iterations - self._baseline) * seconds / iterations
+        setup = self.preconditioner.setup_time if self.preconditioner is not None else 0.0
+        if self.reuse and self._excess > setup:
+            self._rebuild = True
