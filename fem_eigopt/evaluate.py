@@ -40,7 +40,7 @@ from .assembly import Model, build_model
 from .errors import InputError, fail
 from .filters import DensityChain, DensityFilter, DesignMap, HeavisideProjection, HelmholtzFilter, element_volumes
 from .modal import Modes, make_modal_solver
-from .objectives import ModalState, Partials, Response
+from .objectives import ModalState, Partials, Response, VolumeConstraint
 from .optimizer import Evaluation
 from .problem import DensityDesign, Problem
 
@@ -140,7 +140,9 @@ class DesignEvaluator:
 
     def start(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Prepare the responses at the starting design; return (x0, lower, upper) for the optimiser."""
-        z0 = self.initial_design()
+        # Start feasible: with projection the floor x_min lifts a uniform start slightly above
+        # the volume limit, and NLopt's MMA behaves badly from infeasible starts.
+        z0 = self._within_volume(self.initial_design())
         solved = self._solve(z0)
         state = solved["state"]
         b0 = []
@@ -155,6 +157,70 @@ class DesignEvaluator:
         lower = np.concatenate([np.full(self.n_design, self.design.x_min), lower_b])
         upper = np.concatenate([np.ones(self.n_design), upper_b])
         return x0, lower, upper
+
+    def restart_point(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with its bound variables reset just inside their constraints at the current β.
+
+        After a β change the old bound variables may violate the bound constraints (the
+        eigenvalues moved) and the projected volume may exceed its limit; NLopt's MMA restarted
+        from such an infeasible point was seen to shed material to regain feasibility and run to
+        the spurious void design (and, below a volume floor, add material until the design was
+        solid). So the densities are first shifted uniformly back inside the volume limits (when a
+        :class:`VolumeConstraint` is violated; bisection on the shift, filter and projection
+        only), then the bound variables are reset.
+        """
+        x = np.array(x, dtype=float)
+        x[: self.n_design] = self._within_volume(x[: self.n_design])
+        state = self._solve(x[: self.n_design])["state"]
+        b = x[self.n_design:]
+        for ri, r in enumerate([self.objective] + self.constraints):
+            sl = self._bound_slices[ri]
+            if sl.stop > sl.start:
+                b[sl] = r.restart_bounds(state, b[sl])
+        x[self.n_design:] = b
+        return x
+
+    def _within_volume(self, z: np.ndarray) -> np.ndarray:
+        """``z + δ`` (clipped to the bounds) with the smallest |δ| that meets every volume limit."""
+        vols = [r for r in self.constraints if isinstance(r, VolumeConstraint)]
+        if not vols:
+            return z
+        upper = min(r.max_fraction for r in vols) * (1.0 - 1e-6)
+        floors = [r.min_fraction for r in vols if r.min_fraction is not None]
+        lower = max(floors) * (1.0 + 1e-6) if floors else -np.inf
+
+        def volume(shift: float) -> float:
+            rho = self.chain.forward(np.clip(z + shift, self.design.x_min, 1.0))
+            return self.chain.volume_fraction(rho)[0]
+
+        v0 = volume(0.0)
+        if lower <= v0 <= upper:
+            return z
+        # volume grows with the shift: bisect for the violated limit, keeping the side that meets it
+        if v0 > upper:
+            ok, bad, meets = -1.0, 0.0, (lambda v: v <= upper)
+        else:
+            ok, bad, meets = 1.0, 0.0, (lambda v: v >= lower)
+        for _ in range(50):
+            mid = 0.5 * (ok + bad)
+            if meets(volume(mid)):
+                ok = mid
+            else:
+                bad = mid
+        return np.clip(z + ok, self.design.x_min, 1.0)
+
+    def initial_steps(self, x: np.ndarray, density_step: float | None) -> np.ndarray:
+        """NLopt initial steps for a run starting at ``x``, shape (n_design + n_bounds,).
+
+        Densities: ``density_step`` (None: NLopt's default, half the range). Bound variables: 5 %
+        of their value (at least 0.01): their range [0, 50] would otherwise give them a first move
+        of up to 22 — a restart after a β change was seen to throw the bound variable to 0 and
+        lose the design.
+        """
+        steps = np.empty(x.size)
+        steps[: self.n_design] = 0.5 * (1.0 - self.design.x_min) if density_step is None else density_step
+        steps[self.n_design:] = np.maximum(0.05 * np.abs(x[self.n_design:]), 0.01)
+        return steps
 
     def set_beta(self, beta: float) -> None:
         """Change the projection sharpness β (continuation); clears the cache."""

@@ -217,6 +217,11 @@ class Response:
     def bound_limits(self) -> list[tuple[float, float]]:
         return [(0.0, np.inf)] * self.n_bounds
 
+    def restart_bounds(self, state: ModalState, bounds: np.ndarray) -> np.ndarray:
+        """Bound variables for a restart at ``state`` (the problem changed, e.g. the projection β):
+        by default unchanged. Bound formulations return values just inside their constraints."""
+        return bounds
+
     def describe(self, value: float) -> str:
         return f"{self.name}={value:.6g}"
 
@@ -310,6 +315,12 @@ class MaxMinEigenvalues(Response):
         self._ref = float(np.min(self._scaled(lam)[0])) or 1.0
         return np.array([0.99]) if self.method == "bound" else np.zeros(0)
 
+    def restart_bounds(self, state: ModalState, bounds: np.ndarray) -> np.ndarray:
+        if self.method != "bound":
+            return bounds
+        s, _ = self._scaled(state.eigenvalues[[m - 1 for m in self.modes]])
+        return np.array([0.999 * float(np.min(s))])
+
     def bound_limits(self) -> list[tuple[float, float]]:
         # β is λ/λ_ref: a range of a few tens keeps MMA's initial asymptotes (half the range) sane
         return [(0.0, 50.0)] if self.method == "bound" else []
@@ -373,6 +384,11 @@ class MaxGap(Response):
 
     def bound_limits(self) -> list[tuple[float, float]]:
         return [(0.0, 50.0), (0.0, 50.0)]
+
+    def restart_bounds(self, state: ModalState, bounds: np.ndarray) -> np.ndarray:
+        n = self.lower_mode
+        lam = state.eigenvalues / self._ref
+        return np.array([float(np.max(lam[:n])) * 1.001, float(np.min(lam[n:n + self.above])) * 0.999])
 
     def evaluate(self, state: ModalState, bounds: np.ndarray) -> list[Partials]:
         n = self.lower_mode
@@ -452,18 +468,33 @@ class MinVolume(Response):
 
 @dataclass
 class VolumeConstraint(Response):
-    """Volume fraction at most ``max_fraction``: Σ v_e ρ̄_e / (V · vf*) − 1 ≤ 0."""
+    """Volume fraction at most ``max_fraction``: Σ v_e ρ̄_e / (V · vf*) − 1 ≤ 0.
+
+    ``min_fraction`` adds 1 − vf / vf_min ≤ 0 (constraint ``volume_min``). Eigenfrequency
+    maximisation needs it with mass laws that vanish faster than the stiffness at low density
+    (two-range, x⁶): the all-void design x = x_min has λ ∝ E(x)/ρ(x) ∝ x³/x⁶ → large, a spurious
+    optimum that MMA may run to once projection has made most densities 0 or 1 (a CC beam went
+    from ω1 = 400 to a void design with ω1 = 28 900 rad/s and volume 0.001).
+    """
 
     max_fraction: float = 0.5
+    min_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.max_fraction <= 1:
             raise InputError(f"VolumeConstraint.max_fraction = {self.max_fraction!r}; allowed: 0 < vf <= 1")
+        if self.min_fraction is not None and not 0 < self.min_fraction < self.max_fraction:
+            raise InputError(f"VolumeConstraint.min_fraction = {self.min_fraction!r}; allowed: "
+                             f"0 < vf_min < max_fraction = {self.max_fraction}")
         self.name = "volume"
 
     def evaluate(self, state: ModalState, bounds: np.ndarray) -> list[Partials]:
         vf, dvf = _volume_fraction(state)
-        return [Partials(vf / self.max_fraction - 1.0, d_densities=dvf / self.max_fraction, name=self.name)]
+        out = [Partials(vf / self.max_fraction - 1.0, d_densities=dvf / self.max_fraction, name=self.name)]
+        if self.min_fraction is not None:
+            out.append(Partials(1.0 - vf / self.min_fraction, d_densities=-dvf / self.min_fraction,
+                                name="volume_min"))
+        return out
 
 
 @dataclass

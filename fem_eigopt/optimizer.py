@@ -206,6 +206,12 @@ class OptimizerSettings:
         the first steps at 0.9 σ. ``None`` keeps NLopt's default ``(ub − lb)/2``.
     restart_every : int or None
         Restart NLopt (fresh asymptotes) every this many evaluations. ``None`` disables.
+    restart_step : float or None
+        ``initial_step`` of the runs that start after a restart the caller asked for (the β
+        continuation of a projection filter). A fresh MMA run first moves every variable by up to
+        0.9 σ, 0.45 with NLopt's default σ: after a β change that jump can throw a converged design
+        away (the simple-λ1 CC beam lost its structure, ω1 363 → 14 rad/s). ``None``: as
+        ``initial_step``.
     stagnation_tol : float
         Stop with ``"STAGNATION"`` when ‖Δx‖∞ < this for ``stagnation_evals`` consecutive
         evaluations; 0 disables.
@@ -236,6 +242,7 @@ class OptimizerSettings:
     segment_evals: int = 3
     initial_step: Optional[float] = None
     restart_every: Optional[int] = None
+    restart_step: Optional[float] = None
     stagnation_tol: float = 1e-12
     stagnation_evals: int = 3
     verbosity: int = 0
@@ -258,7 +265,7 @@ class OptimizerSettings:
             _check_int("restart_every", self.restart_every, 1)
         for name in ("xtol_rel", "xtol_abs", "ftol_rel", "constraint_tol", "stagnation_tol"):
             _check_float(name, getattr(self, name), allow_zero=True)
-        for name in ("move_limit", "initial_step"):
+        for name in ("move_limit", "initial_step", "restart_step"):
             if getattr(self, name) is not None:
                 _check_float(name, getattr(self, name), allow_zero=False)
 
@@ -329,6 +336,8 @@ def minimize(
     n_constraints: int = 0,
     callback: Optional[Callable[[Record], Request]] = None,
     should_stop: Optional[Callable[[list], Request]] = None,
+    on_restart: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    initial_steps: Optional[Callable[[np.ndarray, bool], Optional[np.ndarray]]] = None,
 ) -> OptimizeResult:
     """Minimise f(x) subject to g(x) ≤ 0 and ``lower ≤ x ≤ upper`` with NLopt MMA/CCSAQ.
 
@@ -352,6 +361,14 @@ def minimize(
         ``None``/``False``.
     should_stop : callable, optional
         ``should_stop(history)`` after each evaluation; same return values as ``callback``.
+    on_restart : callable, optional
+        ``on_restart(x) -> x`` maps the best point to the start of the run that follows a requested
+        restart (e.g. resets bound variables that the changed problem made infeasible).
+    initial_steps : callable, optional
+        ``initial_steps(x0, after_restart) -> ndarray (n,) or None``: NLopt's initial step per
+        variable for a run starting at ``x0`` (overrides ``initial_step``/``restart_step``). Lets
+        auxiliary variables (the bound variable of a bound formulation, range [0, 50]) start with
+        a step relative to their value rather than half their range.
 
     Returns
     -------
@@ -386,6 +403,8 @@ def minimize(
         raise InputError(f"x0[{j}] = {x0[j]}; allowed: finite, within [{lower[j]}, {upper[j]}]")
 
     driver = _Driver(evaluate, n, n_constraints, settings, callback, should_stop)
+    driver.on_restart = on_restart
+    driver.initial_steps = initial_steps
     previous_handler = _install_sigterm()
     try:
         driver.run(nlopt, x0, lower, upper)
@@ -421,6 +440,8 @@ class _Driver:
         self.n, self.m = n, m
         self.s = settings
         self.callback, self.should_stop = callback, should_stop
+        self.on_restart: Optional[Callable[[np.ndarray], np.ndarray]] = None
+        self.initial_steps: Optional[Callable[[np.ndarray, bool], Optional[np.ndarray]]] = None
         self.cache: dict[bytes, tuple[np.ndarray, Evaluation]] = {}
         self.history: list[Record] = []
         self.t0 = time.perf_counter()
@@ -428,6 +449,7 @@ class _Driver:
         self.small_steps = 0
         self.best: Optional[tuple[np.ndarray, Evaluation]] = None  # since last requested restart
         self.reset_best = False  # set by a requested restart: the next evaluation starts afresh
+        self.after_request = False  # a requested restart happened: later runs use restart_step
         self.run_best: Optional[tuple[np.ndarray, Evaluation]] = None
         self.run_index = 0
         self.centre: Optional[np.ndarray] = None
@@ -564,7 +586,7 @@ class _Driver:
                     run_len = s.restart_every if run_len is None else min(run_len, s.restart_every)
                 if run_len is not None:
                     run_len *= factor
-                opt = self._make_opt(nlopt, lo, hi, run_len)
+                opt = self._make_opt(nlopt, lo, hi, run_len, centre)
                 self.stop = None
                 x_nlopt, status = None, None
                 try:
@@ -584,6 +606,8 @@ class _Driver:
                     reason = self.stop.reason
                     if reason == "RESTART":
                         centre = self._restart_point()
+                        if self.on_restart is not None:
+                            centre = np.clip(np.asarray(self.on_restart(centre.copy()), dtype=float), lower, upper)
                         logger.info("restart %d from the best point of run %d", self.run_index + 1, self.run_index)
                         self.cache.clear()  # the problem may have changed (e.g. β)
                         self.reset_best = True
@@ -591,6 +615,7 @@ class _Driver:
                         self.small_steps = 0
                         factor = 1
                         self.run_index += 1
+                        self.after_request = True
                         continue
                     self._finish("ERROR" if reason == "ERROR" else reason, self.stop.message)
                     return
@@ -615,7 +640,7 @@ class _Driver:
             self.stop = _interrupted(exc)
             self._finish("INTERRUPTED", self.stop.message)
 
-    def _make_opt(self, nlopt, lo: np.ndarray, hi: np.ndarray, run_len: Optional[int]):
+    def _make_opt(self, nlopt, lo: np.ndarray, hi: np.ndarray, run_len: Optional[int], centre: np.ndarray):
         s = self.s
         opt = nlopt.opt(getattr(nlopt, s.algorithm), self.n)
         opt.set_lower_bounds(lo)
@@ -627,9 +652,17 @@ class _Driver:
         if s.xtol_abs > 0:
             opt.set_xtol_abs(s.xtol_abs)
         opt.set_ftol_rel(s.ftol_rel)
-        if s.initial_step is not None:
+        step = s.initial_step
+        if self.after_request and s.restart_step is not None:
+            step = s.restart_step
+        steps = None if step is None else np.full(self.n, step)
+        if self.initial_steps is not None:
+            custom = self.initial_steps(centre, self.after_request)
+            if custom is not None:
+                steps = np.asarray(custom, dtype=float)
+        if steps is not None:
             # σ is also capped by the (clipped) bounds, see mma.c
-            opt.set_initial_step(np.full(self.n, s.initial_step))
+            opt.set_initial_step(steps)
         if s.verbosity >= 2:
             opt.set_param("verbosity", 1)
         dual_ftol = s.dual_ftol_rel if s.dual_ftol_rel is not None else (1e-14 if self.n <= 1000 else 1e-8)

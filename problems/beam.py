@@ -31,7 +31,7 @@ import fem_eigopt as fe
 def problem(nx: int = 160, ny: int = 20, supports: str = "SS", element: str = "quad1",
             volfrac: float = 0.5, n_modes: int = 6, n_bound: int = 2, filter_radius: float | None = None,
             method: str = "bound", max_eval: int = 800, beta: float = 1.0, beta_max: float = 16.0,
-            beta_every: int = 100):
+            beta_every: int = 100, restart_step: float | None = None, min_volfrac: float | None = None):
     if supports not in ("SS", "CC"):
         raise fe.InputError(f"supports = {supports!r}; allowed: 'SS', 'CC'")
     length, height = 8.0, 1.0
@@ -56,8 +56,10 @@ def problem(nx: int = 160, ny: int = 20, supports: str = "SS", element: str = "q
                                 filter="density", filter_radius=filter_radius, projection_beta=beta,
                                 beta_max=beta_max, beta_every=beta_every),
         objective=objective,
-        constraints=[fe.VolumeConstraint(volfrac)],
-        optimizer=fe.OptimizerSettings(max_eval=max_eval, xtol_rel=0.0, ftol_rel=0.0,
+        # The lower volume bound only blocks the spurious all-void optimum of the two-range mass
+        # law (see fe.VolumeConstraint); it is inactive at the optima.
+        constraints=[fe.VolumeConstraint(volfrac, min_fraction=min_volfrac or 0.995 * volfrac)],
+        optimizer=fe.OptimizerSettings(max_eval=max_eval, xtol_rel=0.0, ftol_rel=0.0, restart_step=restart_step,
                                        stagnation_tol=1e-6, stagnation_evals=5),
         description=f"Du & Olhoff (2007) beam, {supports}",
     )
