@@ -129,7 +129,7 @@ def test_bound_formulation_evaluation_structure():
     lam = e.info["eigenvalues"]
     np.testing.assert_allclose(e.g[:3], x0[-1] - lam[:3] / lam[0], rtol=1e-12)
     assert e.g[3] == pytest.approx(-1e-6, rel=1e-6)  # starts just inside the volume bound
-    assert e.g[4] == pytest.approx(1.0 - 1.0 / 0.995, rel=1e-12)  # the floor at 99.5 % of it
+    assert e.g[4] == pytest.approx(1.0 - 0.5 * (1 - 1e-6) / (0.995 * 0.5), rel=1e-12)  # floor: 99.5 % of it
     assert e.info["volume_fraction"] == pytest.approx(0.5 * (1 - 1e-6), rel=1e-9)
     assert evaluator(x0) is e  # cached on x: one evaluation serves objective and constraints
 
