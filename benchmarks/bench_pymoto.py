@@ -89,6 +89,14 @@ differ), then one row per tool:
                in rad/s;
 ``volume``     volume fraction (≤ 0.5 is feasible); ``best`` marks the lowest feasible objective.
 
+Below the table: the solver each row used and notes (runs that stopped early and why), then the
+objective along each tool's last run ("k:value" every N/10 iterations) — a value of order 1e5 or
+more means the design lost its connection to the non-design block (ω1 near 0).
+
+``--start feasible`` starts both tools from the uniform value that meets the volume limit
+(computed once with fem_eigopt's density chain) instead of the example's 0.5: NLopt's MMA has no
+move limit, and from the infeasible start its first steps can remove most of the material.
+
 No timing is asserted; this prints.
 """
 
@@ -184,8 +192,12 @@ def _pymoto_mass_module(pym: Any) -> type:
     return TwoRangeMass
 
 
-def run_pymoto(nx: int, ny: int, nz: int, iterations: int, example_passive: bool = False) -> dict:
-    """Set up the example in pyMOTO and run ``iterations`` MMA steps; timings and results as a dict."""
+def run_pymoto(nx: int, ny: int, nz: int, iterations: int, example_passive: bool = False,
+               start: float = VOLFRAC) -> dict:
+    """Set up the example in pyMOTO and run ``iterations`` MMA steps; timings and results as a dict.
+
+    ``start`` is the uniform starting value of the design variables (the example's: 0.5).
+    """
     warnings.filterwarnings("ignore")  # pypardiso's dtype-conversion warnings on every solve
     t_setup = time.perf_counter()
     import pymoto as pym
@@ -197,7 +209,7 @@ def run_pymoto(nx: int, ny: int, nz: int, iterations: int, example_passive: bool
     else:
         nondesign = domain.elements[x0:x1, y0:y1].flatten()
     boundary_dofs = domain.get_dofnumber(domain.nodes[0, ...], ndof=domain.dim)
-    sx = pym.Signal("x", state=np.full(domain.nel, VOLFRAC))
+    sx = pym.Signal("x", state=np.full(domain.nel, start))
     with pym.Network() as fn:
         s_in = sx if example_passive else pym.SetValue(indices=nondesign, value=1.0)(sx)
         s_filt = pym.DensityFilter(domain, radius=FILTER_RADIUS)(s_in)
@@ -319,6 +331,32 @@ def build_fem_problem(nx: int, ny: int, nz: int, eigensolver: str, backend: str 
     )
 
 
+def feasible_start(nx: int, ny: int, nz: int) -> float:
+    """The uniform design value whose volume fraction (non-design block included) is the limit.
+
+    Bisection with fem_eigopt's density chain (design map with the non-design block, the density
+    filter, the non-design block again), which is pyMOTO's network up to the interpolations.
+    """
+    from fem_eigopt.filters import DensityChain, DensityFilter, DesignMap
+
+    problem = build_fem_problem(nx, ny, nz, "auto")
+    mesh, design = problem.mesh, problem.design
+    chain = DensityChain.build(mesh, DesignMap(mesh, design.passive_solid, None, design.x_min),
+                               DensityFilter(mesh, FILTER_RADIUS))
+    target = VOLFRAC * (1.0 - 1e-6)
+
+    def volume(c: float) -> float:
+        return chain.volume_fraction(chain.forward(np.full(chain.n_active, c)))[0]
+
+    lo, hi = 0.0, VOLFRAC
+    if volume(hi) <= target:
+        return hi
+    for _ in range(50):  # the volume grows with c
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if volume(mid) <= target else (lo, mid)
+    return lo
+
+
 class _StopAfterIterations(Exception):
     """Raised from the evaluation callback once the requested outer iterations are complete."""
 
@@ -361,9 +399,10 @@ CYCLE_LIMIT = 200
 
 
 def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backend: str = "auto",
-            objective_scale: float = 1.0) -> dict:
+            objective_scale: float = 1.0, start: float = VOLFRAC) -> dict:
     """Set up the problem in fem_eigopt and run ``iterations`` NLopt MMA outer iterations.
 
+    ``start`` is the uniform starting value of the design variables (the example's: 0.5).
     Objective values in the result are on the example's scale, 100 h / h0.
     """
     t_setup = time.perf_counter()
@@ -374,16 +413,17 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
     to_100 = OBJECTIVE_SCALE / objective_scale
     evaluator = fe.DesignEvaluator(problem)
     x0, lower, upper = evaluator.start()
-    # The example's start, uniform 0.5 (infeasible: the non-design block adds volume). Should
-    # DesignEvaluator.start() move the start (e.g. inside the volume limit), put it back, so that
-    # both tools start from the same design.
+    # Both tools start from the same uniform design (by default the example's 0.5, infeasible:
+    # the non-design block adds volume). Should DesignEvaluator.start() move the start (e.g. inside
+    # the volume limit), put it back.
     start_note = ""
-    z_example = evaluator.initial_design()
     nd = evaluator.n_design
-    if not np.array_equal(x0[:nd], z_example):
-        start_note = (f"DesignEvaluator.start() moved the starting densities (mean {x0[:nd].mean():.4f}); "
-                      "reset to the example's uniform start")
-        x0 = np.concatenate([z_example, x0[nd:]])
+    z_start = np.full(nd, start)
+    if not np.array_equal(x0[:nd], z_start):
+        if start == VOLFRAC:
+            start_note = (f"DesignEvaluator.start() moved the starting densities (mean {x0[:nd].mean():.4f}); "
+                          "reset to the common uniform start")
+        x0 = np.concatenate([z_start, x0[nd:]])
     problem.objective.function.reference.clear()
     initial = evaluator(x0)
     setup = time.perf_counter() - t_setup
@@ -487,12 +527,13 @@ class Job:
         return "pyMOTO" if self.tool == "pymoto" else f"fem_eigopt[{self.eigensolver}]"
 
 
-def run_job(job: Job, size: str, iterations: int, args: argparse.Namespace) -> dict:
+def run_job(job: Job, size: str, iterations: int, args: argparse.Namespace, start: float) -> dict:
     """Run one worker subprocess; its result dict, or one with ``error`` set."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", job.tool, "--size", size,
-               "--iterations", str(iterations), "--result", str(out), "--backend", args.backend]
+               "--iterations", str(iterations), "--result", str(out), "--backend", args.backend,
+               "--start-value", repr(start)]
         if job.tool == "fem":
             cmd += ["--eigensolver", job.eigensolver]
         if args.example_passive:
@@ -564,6 +605,7 @@ def print_size(size: str, results: list[dict], iterations: int) -> None:
             completed=[r["completed"] for r in good], setup=float(np.median([r["setup_s"] for r in good])),
             runs=len(good), errors=errors, consistent=len(finals) <= 1, status=last.get("status", ""),
             info=last.get("info", ""), start_note=last.get("start_note", ""),
+            trace=[it["f"] for it in last["iterations"]],
             extra=[r.get("extra_evaluations", 0) for r in good]))
     pym = next((s for s in stats if s["label"] == "pyMOTO" and "median" in s), None)
     feasible = [s for s in stats if s.get("final") and s["final"]["volume"] <= VOLFRAC * (1 + VOLUME_TOL)]
@@ -595,15 +637,23 @@ def print_size(size: str, results: list[dict], iterations: int) -> None:
         if s["errors"]:
             notes.append(f"{len(s['errors'])} failed run(s): {s['errors'][0]}")
         print(f"  {s['label']}: {s['info']}; {s['runs']} run(s)" + ("; " + "; ".join(notes) if notes else ""))
+    # the objective along the last run of each tool: pyMOTO's value is evaluated at the start of
+    # iteration k (design after k − 1 updates), fem_eigopt's at the end of iteration k
+    every = max(1, iterations // 10)
+    for s in stats:
+        if "median" in s:
+            marks = [f"{k + 1}:{v:.4g}" for k, v in enumerate(s["trace"]) if k % every == 0 or k == len(s["trace"]) - 1]
+            print(f"  objective trace {s['label']}: " + " ".join(marks))
 
 
 def worker_main(args: argparse.Namespace) -> int:
     nx, ny, nz = parse_size(args.size)
     try:
         if args.worker == "pymoto":
-            res = run_pymoto(nx, ny, nz, args.iterations, args.example_passive)
+            res = run_pymoto(nx, ny, nz, args.iterations, args.example_passive, args.start_value)
         else:
-            res = run_fem(nx, ny, nz, args.iterations, args.eigensolver, args.backend, args.fe_scale)
+            res = run_fem(nx, ny, nz, args.iterations, args.eigensolver, args.backend, args.fe_scale,
+                          args.start_value)
     except Exception as exc:  # noqa: BLE001 - reported by the parent in the tool's row
         label = "pyMOTO" if args.worker == "pymoto" else f"fem_eigopt[{args.eigensolver}]"
         res = dict(label=label, error=f"{type(exc).__name__}: {exc}")
@@ -627,10 +677,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fem_eigopt objective = SCALE · h/h0 (default 1, fem_eigopt's convention; "
                              "the example's 100 is pyMOTO's MMA tuning)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run before it is abandoned")
+    parser.add_argument("--start", choices=("example", "feasible"), default="example",
+                        help="uniform start of both tools: the example's 0.5 (default; volume above the "
+                             "limit because of the non-design block) or the value meeting the volume limit")
     parser.add_argument("--quick", action="store_true", help=f"smoke test: sizes {QUICK_SIZES}, 5 iterations")
     parser.add_argument("--worker", choices=("pymoto", "fem"), help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--start-value", type=float, default=VOLFRAC, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         args.iterations = args.iterations or 30
@@ -657,9 +711,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pyMOTO: non-design elements set after the filter only (the example's set-up; fem_eigopt cannot do this)")
     for size in sizes:
         results = []
+        start = VOLFRAC
+        if args.start == "feasible":
+            start = feasible_start(*parse_size(size))
+            print(f"  {size}: uniform start {start:.6f} (volume fraction {VOLFRAC} with the non-design block)")
         for rep in range(args.repeats):
             for job in jobs:
-                res = run_job(job, size, iterations, args)
+                res = run_job(job, size, iterations, args, start)
                 state = res.get("error") or f"{res.get('completed')} iterations, loop {res.get('loop_s', 0):.1f} s"
                 print(f"  {size} run {rep + 1}/{args.repeats} {job.label}: {state} "
                       f"(process {res['process_s']:.1f} s)", flush=True)
