@@ -20,8 +20,11 @@ Two parts, each size in its own subprocess (so that its peak memory, ``ru_maxrss
     ``sens``       element-by-element sensitivities and chain rule (``t_sensitivities``),
     ``rest``       the rest of the iteration: density filter, responses, NLopt's MMA step,
     ``s/iter``     wall time between two evaluations,
+    ``cpu/it``     process CPU time per iteration (all threads; above s/iter when MKL threads),
     ``its``        LOBPCG iterations per solve (AMG path; median),
-    ``peak MB``    the subprocess's ru_maxrss.
+    ``peak MB``    the subprocess's ru_maxrss,
+    ``load``       the 1-minute load average at the end of the run (this machine is shared: a
+                   load above the 2 cores stretches the wall times).
 
     Below the table, the fitted exponent a of t ∝ dofs^a per dimension, solver and stage (least
     squares on log t over the sizes of the table).
@@ -138,7 +141,14 @@ def run_one(size: tuple[int, ...], eigensolver: str, evals: int, verbose: bool) 
             super().__init__(problem, model=model, backend=backend)
             times["setup"] = time.perf_counter() - t1
 
+        def __call__(self, x):
+            key = np.asarray(x, dtype=float).tobytes() + np.float64(self.beta).tobytes()
+            if key != self._cache_key:  # a new evaluation (cache hits are not iterations)
+                cpu_stamps.append(time.process_time())
+            return super().__call__(x)
+
     lines: list[str] = []
+    cpu_stamps: list[float] = []
 
     def log(text: str) -> None:
         lines.append(text)
@@ -184,6 +194,9 @@ def run_one(size: tuple[int, ...], eigensolver: str, evals: int, verbose: bool) 
         "peak_mb": peak_mb(),
     }
     out["rest"] = out["s/iter"] - out["asm"] - out["eigen"] - out["sens"]
+    cpu = np.diff(cpu_stamps)  # process CPU seconds (all threads) between new evaluations
+    out["cpu/iter"] = float(np.median(cpu)) if cpu.size else float("nan")
+    out["loadavg"] = os.getloadavg()[0]
     return out
 
 
@@ -209,14 +222,14 @@ def spawn(size: tuple[int, ...], eigensolver: str, evals: int, verbose: bool = F
 
 def print_table(results: list[dict]) -> None:
     head = (f"{'dim':>3} {'mesh':>10} {'dofs':>9} {'solver':>7} {'build':>7} {'setup':>6} {'asm':>6} {'eigen':>7} "
-            f"{'sens':>6} {'rest':>6} {'s/iter':>7} {'its':>4} {'peak MB':>8}")
+            f"{'sens':>6} {'rest':>6} {'s/iter':>7} {'cpu/it':>7} {'its':>4} {'peak MB':>8} {'load':>5}")
     print(head)
     print("-" * len(head))
     for r in results:
         its = f"{int(np.median(r['lobpcg_its'][1:] or r['lobpcg_its'])):4d}" if r["lobpcg_its"] else f"{'-':>4}"
         print(f"{r['dim']:>3} {r['size']:>10} {r['dofs']:>9,d} {r['solver']:>7} {r['build']:7.2f} {r['setup']:6.2f} "
-              f"{r['asm']:6.3f} {r['eigen']:7.2f} {r['sens']:6.3f} {r['rest']:6.2f} {r['s/iter']:7.2f} {its} "
-              f"{r['peak_mb']:8.0f}")
+              f"{r['asm']:6.3f} {r['eigen']:7.2f} {r['sens']:6.3f} {r['rest']:6.2f} {r['s/iter']:7.2f} "
+              f"{r['cpu/iter']:7.2f} {its} {r['peak_mb']:8.0f} {r['loadavg']:5.1f}")
 
 
 def print_exponents(results: list[dict]) -> None:
@@ -250,8 +263,9 @@ def print_big(r: dict) -> None:
               f"{r['eval_setup'][i]:9.1f} {r['eval_eigensolve'][i]:8.1f} {n_its!s:>4}")
     print(f"build_model {r['build']:.1f} s (peak {r['build_peak_mb']:.0f} MB after it), evaluator setup "
           f"{r['setup']:.1f} s, total wall {r['wall']:.1f} s for {r['evaluations']} evaluations")
-    print(f"seconds per optimisation iteration: median {r['s/iter']:.1f} (iterations timed: "
-          f"{r['iterations_timed']}; the starting design is not one), AMG setups {r['setups']}")
+    print(f"seconds per optimisation iteration: median {r['s/iter']:.1f} wall, {r['cpu/iter']:.1f} CPU "
+          f"(iterations timed: {r['iterations_timed']}; the starting design is not one), AMG setups "
+          f"{r['setups']}, load average {r['loadavg']:.1f}")
     print(f"peak memory (ru_maxrss): {r['peak_mb']:.0f} MB = {r['peak_mb'] / 1024:.2f} GiB")
     print(f"final eigenvalues λ (rad²/s²): {np.array2string(np.asarray(r['eigenvalues_final']), precision=6)}")
 
@@ -263,7 +277,7 @@ def parse_sizes(text: str) -> list[tuple[int, ...]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, a 27k-dof 'large' run (< 1 min)")
-    ap.add_argument("--sizes-2d", default=None, help=f"comma-separated NXxNY (default {DEFAULT_2D})")
+    ap.add_argument("--sizes-2d", default=None, help=f"comma-separated NXxNY (default {DEFAULT_2D}; '' for none)")
     ap.add_argument("--sizes-3d", default=None, help=f"comma-separated NXxNYxNZ (default {DEFAULT_3D})")
     ap.add_argument("--evals", type=int, default=None, help="evaluations per table run (default 5; quick 3)")
     ap.add_argument("--direct-max", type=int, default=100_000,
@@ -288,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         print("@@RESULT " + json.dumps(result), flush=True)
         return 0
 
-    sizes_2d = parse_sizes(args.sizes_2d or (QUICK_2D if args.quick else DEFAULT_2D))
-    sizes_3d = parse_sizes(args.sizes_3d or (QUICK_3D if args.quick else DEFAULT_3D))
+    sizes_2d = parse_sizes(args.sizes_2d if args.sizes_2d is not None else (QUICK_2D if args.quick else DEFAULT_2D))
+    sizes_3d = parse_sizes(args.sizes_3d if args.sizes_3d is not None else (QUICK_3D if args.quick else DEFAULT_3D))
     evals = args.evals or (3 if args.quick else 5)
     largest = tuple(args.largest or ((40, 20, 10) if args.quick else (140, 70, 35)))
     import numpy

