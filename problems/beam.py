@@ -21,7 +21,7 @@ evaluations up to 16, each β change restarting MMA with density steps ≤ 0.2, 
 [0.999, 1] × volfrac (a floor against the spurious void optimum), 1200 evaluations.
 Measured with these defaults (2 cores, ~5 min each): SS ω1 = 174.25, ω2 = 177.70 rad/s (gap
 1.98 %), volume 0.4997; CC ω1 = 428.64 (double, gap 0.02 %), volume 0.5000 — 99.7 % and 93.9 % of
-the published optima. The simple λ1 objective stalls at 149.6 (SS) and 394.6 (CC) where λ1 and
+the published optima. The simple λ1 objective stalls at 144.2 (SS) and 346.8 (CC) where λ1 and
 λ2 meet; without projection the designs stay grey near 149 (SS) and 400 (CC).
 
 Parameters: ``beta = 0`` switches the projection off; ``method`` = "bound" (default), "ks",
