@@ -441,6 +441,7 @@ class _Driver:
         self.s = settings
         self.callback, self.should_stop = callback, should_stop
         self.on_restart: Optional[Callable[[np.ndarray], np.ndarray]] = None
+        self.repeats = 0  # consecutive objective calls at already evaluated points
         self.initial_steps: Optional[Callable[[np.ndarray, bool], Optional[np.ndarray]]] = None
         self.cache: dict[bytes, tuple[np.ndarray, Evaluation]] = {}
         self.history: list[Record] = []
@@ -536,7 +537,24 @@ class _Driver:
 
     # -- NLopt callbacks ----------------------------------------------------------------------
 
+    #: NLopt asking this many times in a row for points it already has ends the run: without a
+    #: run length its own ``maxeval`` is unlimited and our counter only sees new points, so such a
+    #: cycle (seen from infeasible starts with badly scaled objectives) would never end.
+    MAX_REPEATS = 200
+
     def objective(self, x: np.ndarray, grad: np.ndarray) -> float:
+        if x.tobytes() in self.cache:
+            self.repeats += 1
+            # runs with segments or periodic restarts replay their cached points on purpose
+            replays = len(self.cache) if (self.s.move_limit is not None or self.s.restart_every is not None) else 0
+            if self.repeats > self.MAX_REPEATS + replays and self.stop is None:
+                import nlopt
+
+                self.stop = _Stop("STAGNATION", f"NLopt asked {self.repeats} times in a row for points already "
+                                                "evaluated (no progress)")
+                raise nlopt.ForcedStop(self.stop.message)
+        else:
+            self.repeats = 0
         ev = self._guarded(x)
         if grad.size:
             grad[:] = ev.grad

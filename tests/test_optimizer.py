@@ -397,3 +397,23 @@ def _measure():  # pragma: no cover - prints the table for the module docstring
 
 if __name__ == "__main__":  # pragma: no cover
     _measure()
+
+
+def test_nlopt_cycling_on_evaluated_points_ends_the_run():
+    """NLopt asking again and again for points it already has must not loop forever."""
+    import nlopt
+
+    from fem_eigopt.optimizer import OptimizerSettings, _Driver
+
+    def evaluate(x):
+        return Evaluation(f=float(x @ x), grad=2 * x, g=np.zeros(0), jac=np.zeros((0, 2)))
+
+    driver = _Driver(evaluate, 2, 0, OptimizerSettings(max_eval=50), None, None)
+    x = np.array([0.3, 0.4])
+    grad = np.zeros(2)
+    assert driver.objective(x, grad) == pytest.approx(0.25)
+    with pytest.raises(nlopt.ForcedStop):
+        for _ in range(_Driver.MAX_REPEATS + 1):
+            driver.objective(x, grad)
+    assert driver.stop.reason == "STAGNATION"
+    assert len(driver.history) == 1
