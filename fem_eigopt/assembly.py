@@ -25,12 +25,15 @@ are then computed in chunks of elements and the operator is formed by one counti
 so no array of n_elem · n_edof² int64 keys is ever sorted. Measured on this 2-core machine
 (``benchmarks/bench_scale.py``, hex1, clamped face; before → after):
 
-    ===================  ===========================  ===========================
-    mesh                 time                         peak memory (ru_maxrss)
-    ===================  ===========================  ===========================
-    40×20×20 (54k dofs)  8.3 s → 1.0 s                1.24 GB → 0.45 GB
-    140×70×35 (1.06M)    (does not fit in 24 GB)      see bench_scale.py
-    ===================  ===========================  ===========================
+    ======================  ========================  =====================================
+    mesh                    time                      peak memory (ru_maxrss, whole process)
+    ======================  ========================  =====================================
+    40×20×20 (54k dofs)     8.3 s → 0.6–1.0 s         1.24 GB → 0.40 GB
+    140×70×35 (1.07M dofs)  (not run) → 20–30 s       ~30 GB estimated → 6.4 GB
+    ======================  ========================  =====================================
+
+(traced peak per operator entry, hex1 24×12×12: 152 B → 41 B; the estimate for the old build at
+a million dofs is that times 198M entries plus its 6 GB of basis tables).
 
 ``Model.basis`` is a :class:`LazyCellBasis`: the dof numbering, dof locations, mesh, element and
 quadrature at once, the per-element basis tables (18 kB per hex1 element, 6 GB at a million dofs)
