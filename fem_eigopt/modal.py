@@ -249,7 +249,7 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
     if kind == "amg":
         from .amg import AMGModalSolver  # imported on demand: pyamg is only needed here
 
-        return AMGModalSolver(n_modes, model=model, **common)
+        return AMGModalSolver(n_modes, model=model, accurate_modes=accurate_modes, **common)
     if kind == "subspace":
         from .subspace import SubspaceModalSolver
 
