@@ -90,7 +90,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import InputError
-from .modal import Modes, find_clusters, normalize_modes
+from .modal import Modes, modes_from_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -872,21 +872,8 @@ class AMGModalSolver:
                                self.tol)
         self.last_timings = {"setup": t_setup, "eigensolve": time.perf_counter() - t0 - t_setup}
 
-        vecs = normalize_modes(vecs, M)
-        vals = np.einsum("ij,ij->j", vecs, Kop @ vecs)
-        order = np.argsort(vals)
-        vals, vecs = vals[order], vecs[:, order]
         self.n_solves += 1
-        zero_scale = max(abs(vals[-1]), scale * 1e-12)
-        clusters = find_clusters(vals, self.cluster_tol, zero_tol=1e-9 * zero_scale)
-        nm = self.n_modes
-        next_val = float(vals[nm]) if vals.size > nm else np.nan
-        kept = [c for c in (tuple(i for i in c if i < nm) for c in clusters) if len(c) > 1]
-        if any(nm - 1 in c and nm in c for c in clusters):
-            logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
-                           "(λ = %.6g, next %.6g): ask for more modes", nm, vals[nm - 1], vals[nm])
-        return Modes(eigenvalues=vals[:nm], vectors=vecs[:, :nm], clusters=kept, shift=self.shift,
-                     next_eigenvalue=next_val)
+        return modes_from_vectors(vecs, Kop, M, self.n_modes, self.shift, self.cluster_tol, stiffness_scale=scale)
 
     def _account(self, iterations: int, seconds: float, converged: bool) -> None:
         """Rent or buy: rebuild once the iterations beyond those of the last solve with a fresh

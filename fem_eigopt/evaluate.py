@@ -172,12 +172,11 @@ class DesignEvaluator:
         x = np.array(x, dtype=float)
         x[: self.n_design] = self._within_volume(x[: self.n_design])
         state = self._solve(x[: self.n_design])["state"]
-        b = x[self.n_design:]
+        b = x[self.n_design:]  # a view: the bound variables are reset in place
         for ri, r in enumerate([self.objective] + self.constraints):
             sl = self._bound_slices[ri]
             if sl.stop > sl.start:
                 b[sl] = r.restart_bounds(state, b[sl])
-        x[self.n_design:] = b
         return x
 
     def _within_volume(self, z: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ from .linalg import Factorization, limited_threads, make_factorization
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Modes", "ModalSolver", "find_clusters", "make_modal_solver", "normalize_modes", "shifted_matrix"]
+__all__ = ["Modes", "ModalSolver", "find_clusters", "make_modal_solver", "modes_from_vectors", "normalize_modes",
+           "shifted_matrix"]
 
 
 @dataclass
@@ -195,25 +196,53 @@ class ModalSolver:
         with limited_threads(self.lanczos_threads):
             vals, vecs = spla.eigsh(K, k=k, M=M, sigma=sigma, which="LM", OPinv=op, v0=v0, ncv=ncv, tol=self.tol)
         self.last_timings = {"factorization": t1 - t0, "eigensolve": time.perf_counter() - t1}
-        vecs = normalize_modes(vecs, M)
+        self.n_solves += 1
         # Rayleigh quotients xᵀKx (xᵀMx = 1) instead of ARPACK's Ritz values: with the tiny auto
         # shift of a free body, K - σM is ill-conditioned (cond ~ 1e8) and the Ritz values of the
         # elastic modes carry errors ~1e-10 relative; the quotient's error is quadratic in the
         # eigenvector's, ~1e-15 here (checked against dense eigh in tests/test_theory.py).
-        vals = np.einsum("ij,ij->j", vecs, K @ vecs)
-        order = np.argsort(vals)
-        vals, vecs = vals[order], vecs[:, order]
-        self.n_solves += 1
-        scale = max(abs(vals[-1]), abs(sigma) / self.AUTO_SHIFT_FACTOR * 1e-12)
-        clusters = find_clusters(vals, self.cluster_tol, zero_tol=1e-9 * scale)
-        m = self.n_modes
-        next_val = float(vals[m]) if vals.size > m else np.nan
-        kept = [c for c in (tuple(i for i in c if i < m) for c in clusters) if len(c) > 1]
-        if self.warn_incomplete_cluster and any(m - 1 in c and m in c for c in clusters):
-            logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
-                           "(λ = %.6g, next %.6g): ask for more modes", m, vals[m - 1], vals[m])
-        return Modes(eigenvalues=vals[:m], vectors=vecs[:, :m], clusters=kept, shift=sigma,
-                     next_eigenvalue=next_val)
+        return modes_from_vectors(vecs, K, M, self.n_modes, sigma, self.cluster_tol,
+                                  stiffness_scale=abs(sigma) / self.AUTO_SHIFT_FACTOR,
+                                  warn=self.warn_incomplete_cluster)
+
+
+def modes_from_vectors(vectors: np.ndarray, K, M: sp.spmatrix, n_modes: int, shift: float, cluster_tol: float,
+                       stiffness_scale: float, warn: bool = True) -> Modes:
+    """:class:`Modes` from converged eigenvectors: the conventions every eigen solver shares.
+
+    Vectors are M-normalised and sign-fixed (:func:`normalize_modes`), eigenvalues are their
+    Rayleigh quotients xᵀKx in ascending order, clusters are found with ``cluster_tol`` (values
+    below 1e-9 · max(λ_max, 1e-12 · ``stiffness_scale``) count as zero: rigid-body modes), and the
+    pair beyond ``n_modes`` gives ``next_eigenvalue``.
+
+    Parameters
+    ----------
+    vectors : ndarray (n, k)
+        Eigenvectors, k ≥ n_modes (k = n_modes + 1 to know whether the last cluster is complete).
+    K : sparse matrix or operator (n, n)
+    M : sparse matrix (n, n)
+    n_modes : int
+    shift : float
+        σ the solver used (reported).
+    cluster_tol : float
+    stiffness_scale : float
+        A typical diag(K)/diag(M) (rad²/s²) for the zero tolerance.
+    warn : bool
+        Log a warning when the last requested mode's cluster continues beyond it.
+    """
+    vecs = normalize_modes(vectors, M)
+    vals = np.einsum("ij,ij->j", vecs, K @ vecs)
+    order = np.argsort(vals)
+    vals, vecs = vals[order], vecs[:, order]
+    scale = max(abs(vals[-1]), stiffness_scale * 1e-12)
+    clusters = find_clusters(vals, cluster_tol, zero_tol=1e-9 * scale)
+    m = n_modes
+    next_val = float(vals[m]) if vals.size > m else np.nan
+    kept = [c for c in (tuple(i for i in c if i < m) for c in clusters) if len(c) > 1]
+    if warn and any(m - 1 in c and m in c for c in clusters):
+        logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
+                       "(λ = %.6g, next %.6g): ask for more modes", m, vals[m - 1], vals[m])
+    return Modes(eigenvalues=vals[:m], vectors=vecs[:, :m], clusters=kept, shift=shift, next_eigenvalue=next_val)
 
 
 def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=None,

@@ -167,9 +167,7 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
 
     result = minimize(evaluator, x0, lower, upper, settings, n_constraints=initial.g.size, callback=callback,
                       on_restart=evaluator.restart_point,
-                      initial_steps=lambda x, restarted: evaluator.initial_steps(
-                          x, settings.restart_step if restarted and settings.restart_step is not None
-                          else settings.initial_step))
+                      initial_steps=evaluator.initial_steps)
     final = evaluator(result.best_x)
     solved = evaluator._solve(result.best_x[: evaluator.n_design])
     wall = time.perf_counter() - t_start

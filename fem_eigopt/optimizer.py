@@ -337,7 +337,7 @@ def minimize(
     callback: Optional[Callable[[Record], Request]] = None,
     should_stop: Optional[Callable[[list], Request]] = None,
     on_restart: Optional[Callable[[np.ndarray], np.ndarray]] = None,
-    initial_steps: Optional[Callable[[np.ndarray, bool], Optional[np.ndarray]]] = None,
+    initial_steps: Optional[Callable[[np.ndarray, Optional[float]], Optional[np.ndarray]]] = None,
 ) -> OptimizeResult:
     """Minimise f(x) subject to g(x) ≤ 0 and ``lower ≤ x ≤ upper`` with NLopt MMA/CCSAQ.
 
@@ -365,8 +365,9 @@ def minimize(
         ``on_restart(x) -> x`` maps the best point to the start of the run that follows a requested
         restart (e.g. resets bound variables that the changed problem made infeasible).
     initial_steps : callable, optional
-        ``initial_steps(x0, after_restart) -> ndarray (n,) or None``: NLopt's initial step per
-        variable for a run starting at ``x0`` (overrides ``initial_step``/``restart_step``). Lets
+        ``initial_steps(x0, step) -> ndarray (n,) or None``: NLopt's initial step per variable
+        for a run starting at ``x0``, given the scalar ``step`` the settings choose for it
+        (``initial_step``, or ``restart_step`` after a requested restart; None: NLopt's). Lets
         auxiliary variables (the bound variable of a bound formulation, range [0, 50]) start with
         a step relative to their value rather than half their range.
 
@@ -442,7 +443,7 @@ class _Driver:
         self.callback, self.should_stop = callback, should_stop
         self.on_restart: Optional[Callable[[np.ndarray], np.ndarray]] = None
         self.repeats = 0  # consecutive objective calls at already evaluated points
-        self.initial_steps: Optional[Callable[[np.ndarray, bool], Optional[np.ndarray]]] = None
+        self.initial_steps: Optional[Callable[[np.ndarray, Optional[float]], Optional[np.ndarray]]] = None
         self.cache: dict[bytes, tuple[np.ndarray, Evaluation]] = {}
         self.history: list[Record] = []
         self.t0 = time.perf_counter()
@@ -675,7 +676,7 @@ class _Driver:
             step = s.restart_step
         steps = None if step is None else np.full(self.n, step)
         if self.initial_steps is not None:
-            custom = self.initial_steps(centre, self.after_request)
+            custom = self.initial_steps(centre, step)
             if custom is not None:
                 steps = np.asarray(custom, dtype=float)
         if steps is not None:

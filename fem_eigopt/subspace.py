@@ -40,12 +40,12 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import InputError
-from .linalg import Factorization, limited_threads, make_factorization
-from .modal import ModalSolver, Modes, find_clusters, normalize_modes, shifted_matrix
+from .linalg import Factorization, limited_threads
+from .modal import ModalSolver, Modes, modes_from_vectors, shifted_matrix
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SubspaceModalSolver", "lobpcg_step"]
+__all__ = ["SubspaceModalSolver"]
 
 
 class SubspaceModalSolver:
@@ -195,18 +195,8 @@ class SubspaceModalSolver:
         self.last_timings = {"factorization": t_fact, "eigensolve": time.perf_counter() - t0 - t_fact}
         self.n_solves += 1
 
-        vecs = normalize_modes(X[:, :wanted], M)
-        vals = np.einsum("ij,ij->j", vecs, K @ vecs)
-        order = np.argsort(vals)
-        vals, vecs = vals[order], vecs[:, order]
-        scale = max(abs(vals[-1]), abs(self.shift) / ModalSolver.AUTO_SHIFT_FACTOR * 1e-12)
-        clusters = find_clusters(vals, self.cluster_tol, zero_tol=1e-9 * scale)
-        kept = [c for c in (tuple(i for i in c if i < m) for c in clusters) if len(c) > 1]
-        if any(m - 1 in c and m in c for c in clusters):
-            logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
-                           "(λ = %.6g, next %.6g): ask for more modes", m, vals[m - 1], vals[m])
-        return Modes(eigenvalues=vals[:m], vectors=vecs[:, :m], clusters=kept, shift=self.shift,
-                     next_eigenvalue=float(vals[m]))
+        return modes_from_vectors(X[:, :wanted], K, M, m, self.shift, self.cluster_tol,
+                                  stiffness_scale=abs(self.shift) / ModalSolver.AUTO_SHIFT_FACTOR)
 
     def _iterate(self, K: sp.csr_matrix, M: sp.csr_matrix, X0: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
         """LOBPCG from ``X0``; returns (X, λ, iterations, seconds spent refactorising)."""
@@ -262,29 +252,6 @@ class _NotConverged(RuntimeError):
     def __init__(self, message: str, seconds: float) -> None:
         super().__init__(message)
         self.seconds = seconds
-
-
-def lobpcg_step(K: sp.spmatrix, M: sp.spmatrix, X: np.ndarray, W: np.ndarray,
-                P: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One LOBPCG Rayleigh–Ritz step on ``span{X, W, P}`` (Knyazev 2001).
-
-    Parameters
-    ----------
-    K, M : sparse (n, n)
-    X : ndarray (n, b)
-        Current Ritz vectors.
-    W : ndarray (n, b)
-        Preconditioned residuals.
-    P : ndarray (n, b) or None
-        Previous search directions.
-
-    Returns
-    -------
-    X, λ, P : the new Ritz vectors (n, b, M-orthonormal), values (b,) and directions (n, b).
-    """
-    blocks = [X, W] if P is None else [X, W, P]
-    X, _, _, lam, P, _, _ = _rayleigh_ritz(blocks, [K @ B for B in blocks], [M @ B for B in blocks], X.shape[1])
-    return X, lam, P
 
 
 def _rayleigh_ritz(blocks, K_blocks, M_blocks, b: int):
