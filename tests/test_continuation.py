@@ -132,3 +132,4 @@ def test_restart_point_restores_a_volume_floor():
     e = evaluator(y)
     assert 0.4995 <= e.info["volume_fraction"] <= 0.4995 * (1 + 1e-5)
     assert np.max(e.g) <= 0
+
