@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .adjoint import element_quadratic_forms, eigenvector_adjoint
+from .adjoint import element_energies, eigenvector_adjoint
 from .assembly import Model, build_model
 from .errors import InputError, fail
 from .filters import DensityChain, DensityFilter, DesignMap, HeavisideProjection, HelmholtzFilter, element_volumes
@@ -366,9 +366,8 @@ class DesignEvaluator:
         used = np.flatnonzero(np.any(D_lam != 0, axis=1))
         if used.size:
             # dλ_i/ds_K,e = φ_eᵀ K_e φ_e, dλ_i/ds_M,e = −λ_i φ_eᵀ M_e φ_e, all used modes at once
-            phi = model.element_values(vectors[:, used])
-            dK = element_quadratic_forms(model.Ke, phi)
-            dM = -modes.eigenvalues[used] * element_quadratic_forms(model.Me, phi)
+            dK, dM = element_energies(model, vectors[:, used])
+            dM *= -modes.eigenvalues[used]
             g_sK += dK @ D_lam[used]
             g_sM += dM @ D_lam[used]
         for r, p in enumerate(partials):

@@ -127,6 +127,32 @@ def test_element_quadratic_forms_against_explicit_products():
         adj.element_quadratic_forms(A, U[:, :4])
 
 
+@pytest.mark.parametrize("mesh_kind", ["congruent", "distorted"])
+def test_element_energies_match_element_quadratic_forms(mesh_kind):
+    # the congruent path (one GEMM with the broadcast K0, M0) and the general one (element matrices
+    # of a distorted mesh) give the batched contraction's numbers, free-length and full vectors
+    problem = _problem_2d("quad1", 8, 3)
+    if mesh_kind == "distorted":
+        mesh = problem.mesh
+        p = mesh.p.copy()
+        p[1] += 0.05 * np.sin(3.0 * p[0]) * p[1]
+        problem = fe.Problem(mesh=type(mesh)(p, mesh.t), element="quad1", material=problem.material,
+                             supports=(fe.Support(lambda x: x[0] < 1e-9),), analysis=problem.analysis)
+    model = build_model(problem)
+    from fem_eigopt.assembly import is_broadcast
+
+    assert is_broadcast(model.Ke) == (mesh_kind == "congruent")
+    V = np.random.default_rng(2).standard_normal((model.n_free, 3))
+    eK, eM = adj.element_energies(model, V)
+    phi = model.element_values(V)
+    np.testing.assert_allclose(eK, adj.element_quadratic_forms(model.Ke, phi), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(eM, adj.element_quadratic_forms(model.Me, phi), rtol=1e-12, atol=1e-20)
+    eK1, eM1 = adj.element_energies(model, model.expand(V[:, 1]))
+    assert eK1.shape == (model.n_elements,)
+    np.testing.assert_allclose(eK1, eK[:, 1], rtol=1e-13)
+    np.testing.assert_allclose(eM1, eM[:, 1], rtol=1e-13)
+
+
 # ---------------------------------------------------------------------------------------------
 # simple eigenvalues
 # ---------------------------------------------------------------------------------------------
