@@ -57,7 +57,7 @@ iterations:
   "MMA outer iteration" lines NLopt prints to the (captured) standard output.
 
 Both tools factorise with MKL PARDISO (pyMOTO through ``pypardiso`` with MKL's default thread
-count, fem_eigopt through its own PARDISO binding, one thread below 100 000 unknowns). pyMOTO
+count, fem_eigopt through its own PARDISO binding, MKL's default thread count). pyMOTO
 solves for the modes by shift-invert Lanczos (ARPACK, σ = 0, 3 modes, SciPy's default Lanczos
 basis of 2k + 1 = 7 vectors). fem_eigopt uses the eigen solver ``--eigensolver`` names; its
 ``"auto"`` chooses by problem size (the note under each table names the solver used); its ARPACK
@@ -153,6 +153,20 @@ def parse_size(text: str) -> tuple[int, int, int]:
     if len(parts) != 3 or min(parts[:2]) < 4 or (parts[2] != 0 and parts[2] < 4):
         raise argparse.ArgumentTypeError(f"size {text!r}; allowed: NXxNY or NXxNYxNZ, each >= 4")
     return parts[0], parts[1], parts[2]
+
+
+def parse_nlopt(text: str) -> dict:
+    """``"a=1,b=2e-6"`` -> ``{"a": 1.0, "b": 2e-06}`` (NLopt algorithm parameters)."""
+    params = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise SystemExit(f"bench_pymoto: --fe-nlopt item {item!r}; allowed: NAME=NUMBER")
+    return params
 
 
 def passive_index_ranges(nx: int, ny: int, nz: int) -> list[tuple[int, int]]:
@@ -399,7 +413,7 @@ CYCLE_LIMIT = 200
 
 
 def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backend: str = "auto",
-            objective_scale: float = 1.0, start: float = VOLFRAC) -> dict:
+            objective_scale: float = 1.0, start: float = VOLFRAC, nlopt_params: dict | None = None) -> dict:
     """Set up the problem in fem_eigopt and run ``iterations`` NLopt MMA outer iterations.
 
     ``start`` is the uniform starting value of the design variables (the example's: 0.5).
@@ -433,7 +447,8 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
     # optimize()'s defaults without its own stopping rules (the iteration count stops the run),
     # NLopt verbose so that its outer iterations can be counted
     settings = replace(settings, max_eval=50 * iterations + 10, xtol_rel=0.0, ftol_rel=0.0,
-                       stagnation_tol=0.0, verbosity=2)
+                       stagnation_tol=0.0, verbosity=2,
+                       nlopt_params={**settings.nlopt_params, **(nlopt_params or {})})
     lines = _NloptLines()
     calls: list[dict] = []
 
@@ -539,7 +554,7 @@ def run_job(job: Job, size: str, iterations: int, args: argparse.Namespace, star
         if args.example_passive:
             cmd.append("--example-passive")
         if job.tool == "fem":
-            cmd += ["--fe-scale", repr(args.fe_scale)]
+            cmd += ["--fe-scale", repr(args.fe_scale), "--fe-nlopt", args.fe_nlopt]
         env = dict(os.environ)
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         t0 = time.perf_counter()
@@ -653,7 +668,7 @@ def worker_main(args: argparse.Namespace) -> int:
             res = run_pymoto(nx, ny, nz, args.iterations, args.example_passive, args.start_value)
         else:
             res = run_fem(nx, ny, nz, args.iterations, args.eigensolver, args.backend, args.fe_scale,
-                          args.start_value)
+                          args.start_value, parse_nlopt(args.fe_nlopt))
     except Exception as exc:  # noqa: BLE001 - reported by the parent in the tool's row
         label = "pyMOTO" if args.worker == "pymoto" else f"fem_eigopt[{args.eigensolver}]"
         res = dict(label=label, error=f"{type(exc).__name__}: {exc}")
@@ -676,6 +691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fe-scale", type=float, default=1.0,
                         help="fem_eigopt objective = SCALE · h/h0 (default 1, fem_eigopt's convention; "
                              "the example's 100 is pyMOTO's MMA tuning)")
+    parser.add_argument("--fe-nlopt", default="",
+                        help="extra NLopt parameters for fem_eigopt, NAME=VALUE,... (e.g. inner_maxeval=1)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run before it is abandoned")
     parser.add_argument("--start", choices=("example", "feasible"), default="example",
                         help="uniform start of both tools: the example's 0.5 (default; volume above the "
