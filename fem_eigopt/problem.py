@@ -18,7 +18,7 @@ import inspect
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import skfem
@@ -178,6 +178,12 @@ class Analysis:
         factorisation kept from an earlier design (refreshed when convergence slows);
         ``"amg"``: LOBPCG with an algebraic-multigrid preconditioner, no factorisation (large 3D);
         ``"auto"``: ``"subspace"`` when optimising a 3D model, else ``"arpack"`` (measured fastest).
+    eigen_tol : float or None
+        Convergence tolerance of the iterative eigen solvers (``"subspace"``, ``"amg"``): the
+        relative residual of every differentiated eigenpair in the energy norm, about the relative
+        error of its eigenvector and hence of its sensitivities; eigenvalues, Rayleigh quotients,
+        are then accurate to about ``eigen_tol²``. ``None``: the solver's default (1e-7 subspace,
+        1e-8 amg). ARPACK always converges to machine precision.
     """
 
     n_modes: int = 6
@@ -185,8 +191,12 @@ class Analysis:
     cluster_tol: float = 1e-6
     backend: str = "auto"
     eigensolver: str = "auto"
+    eigen_tol: Optional[float] = None
 
     def __post_init__(self) -> None:
+        if self.eigen_tol is not None and not (isinstance(self.eigen_tol, (int, float))
+                                               and 0 < self.eigen_tol < 1):
+            raise InputError(f"analysis.eigen_tol = {self.eigen_tol!r}; allowed: None or 0 < tol < 1")
         if not (isinstance(self.n_modes, (int, np.integer)) and self.n_modes >= 1):
             raise InputError(f"analysis.n_modes = {self.n_modes!r}; allowed: an integer >= 1")
         if not (self.shift == "auto" or isinstance(self.shift, (int, float)) and np.isfinite(self.shift)):
@@ -349,7 +359,7 @@ class Problem:
         if dim == 3 and self.material.model != "solid":
             raise fail(where, f"material.model = {self.material.model!r} on a 3D mesh; allowed: 'solid'")
         if dim == 2 and self.material.model == "solid":
-            raise fail(where, f"material.model = 'solid' on a 2D mesh; allowed: 'plane_stress', 'plane_strain'")
+            raise fail(where, "material.model = 'solid' on a 2D mesh; allowed: 'plane_stress', 'plane_strain'")
         object.__setattr__(self, "supports", tuple(self.supports))
         object.__setattr__(self, "point_masses", tuple(self.point_masses))
         object.__setattr__(self, "constraints", tuple(self.constraints))

@@ -90,6 +90,28 @@ def test_factory_choices():
     assert isinstance(make_modal_solver(4, fe.Analysis(eigensolver="subspace"), model=model), SubspaceModalSolver)
     with pytest.raises(fe.InputError, match="eigensolver"):
         fe.Analysis(eigensolver="lanczos")
+    loose = make_modal_solver(4, fe.Analysis(eigensolver="subspace", eigen_tol=1e-5), model=model)
+    assert loose.tol == 1e-5 and SubspaceModalSolver(4).tol == 1e-7
+    with pytest.raises(fe.InputError, match="eigen_tol"):
+        fe.Analysis(eigen_tol=2.0)
+
+
+def test_eigen_tol_bounds_the_eigenvalue_error():
+    # eigenvalues are Rayleigh quotients: error about tol² relative; a loose tol needs fewer iterations
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8", "supports": "CC"}))
+    reference = ModalSolver(4)
+    iterations = {}
+    for tol in (1e-8, 1e-4):
+        solver = SubspaceModalSolver(4, tol=tol)
+        its = 0
+        for x in design_sequence(model, 6, 0.05):
+            K, M = model.stiffness(x**3), model.mass(x)
+            got, ref = solver.solve(K, M), reference.solve(K, M)
+            its += solver.last_iterations
+            err = np.max(np.abs(got.eigenvalues - ref.eigenvalues) / ref.eigenvalues)
+            assert err < 10 * tol**2 + 1e-12, (tol, err)
+        iterations[tol] = its
+    assert iterations[1e-4] < iterations[1e-8], iterations
 
 
 def test_gradients_through_the_subspace_solver_pass_the_taylor_test():
