@@ -123,26 +123,51 @@ class SubspaceModalSolver:
         self.n_cold_starts = 0
         self._baseline_its: int | None = None
         self._t_factor = 0.0
+        self._t_iteration: float | None = None
+        self._probe_wait = 1  # designs between attempts with stale factors after they failed
+        self._designs_to_probe = 0
 
     def reset(self) -> None:
         """Forget the kept vectors: the next solve starts cold (after a jump in the design)."""
         self._X = None
 
-    def _plan_refresh(self, its: int, seconds: float, fresh: bool) -> None:
+    def _plan_refresh(self, its: int, seconds: float, fresh: bool, stale_failed: bool = False) -> None:
         """Refactorise before the next solve when the stale factors cost more than a new one.
 
         The iterations a fresh factorisation needs are remembered (``baseline``); once a solve
         needs more than baseline + t_factorisation / t_iteration, the extra iterations cost more
         than refactorising would (in 2D a factorisation is worth about one iteration, in 3D
         ten or more).
+
+        A stale solve that had to refactorise midway (``stale_failed``) shows that the factors go
+        stale within one design step (2D SIMP designs with a move limit of 0.1: the stale solve
+        needed 16–19 iterations against 4–5 fresh, every other design). Then every following
+        solve refactorises first, and the stale factors are tried again only after 2, 4, 8, 16
+        designs (a probe whose failure doubles the wait).
         """
         if its == 0:
             return
         t_iteration = seconds / its
+        self._t_iteration = t_iteration
         if fresh or self._baseline_its is None:
             self._baseline_its = its
         allowance = max(self._t_factor / max(t_iteration, 1e-12), 1.0)
         self._refresh_next = its > min(self._baseline_its + allowance, self.refresh_after)
+        if stale_failed:
+            self._probe_wait = min(2 * self._probe_wait, 16)
+            self._designs_to_probe = self._probe_wait
+        elif not fresh and not self._refresh_next:
+            self._probe_wait = 1  # the stale factors paid: keep using them
+        if self._designs_to_probe > 0:
+            self._designs_to_probe -= 1
+            self._refresh_next = True
+
+    def _stale_limit(self) -> int:
+        """LOBPCG iterations a stale factorisation may take before it is refreshed midway."""
+        if self._baseline_its is None or self._t_iteration is None:
+            return self.max_iterations
+        allowance = max(self._t_factor / max(self._t_iteration, 1e-12), 1.0)
+        return int(min(self.max_iterations, np.ceil(self._baseline_its + allowance) + 1))
 
     def _factor(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
         t0 = time.perf_counter()
@@ -170,10 +195,11 @@ class SubspaceModalSolver:
             try:
                 t_it = time.perf_counter()
                 with limited_threads(self.threads):
-                    X, lam, its, refreshed = self._iterate(K, M, self._X)
+                    X, lam, its, refreshed = self._iterate(K, M, self._X, fresh=just_refreshed)
                 t_fact += refreshed
                 self.last_iterations = its
-                self._plan_refresh(its, time.perf_counter() - t_it - refreshed, just_refreshed or refreshed > 0)
+                self._plan_refresh(its, time.perf_counter() - t_it - refreshed, just_refreshed or refreshed > 0,
+                                   stale_failed=refreshed > 0 and not just_refreshed)
             except _NotConverged as exc:
                 # The design jumped too far for the kept vectors: start again from scratch.
                 logger.debug("subspace solver: %s; cold restart", exc)
@@ -198,8 +224,13 @@ class SubspaceModalSolver:
         return modes_from_vectors(X[:, :wanted], K, M, m, self.shift, self.cluster_tol,
                                   stiffness_scale=abs(self.shift) / ModalSolver.AUTO_SHIFT_FACTOR)
 
-    def _iterate(self, K: sp.csr_matrix, M: sp.csr_matrix, X0: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
-        """LOBPCG from ``X0``; returns (X, λ, iterations, seconds spent refactorising)."""
+    def _iterate(self, K: sp.csr_matrix, M: sp.csr_matrix, X0: np.ndarray,
+                 fresh: bool = False) -> tuple[np.ndarray, np.ndarray, int, float]:
+        """LOBPCG from ``X0``; returns (X, λ, iterations, seconds spent refactorising).
+
+        ``fresh``: the factorisation belongs to this design (else it is stale and is refreshed
+        midway once the iterations exceed what refactorising would cost, :meth:`_stale_limit`).
+        """
         wanted = self.n_modes + 1
         b = X0.shape[1]
         tol_all = np.full(b, max(self.tol, self.loose_tol))  # guard vectors: converged when loose
@@ -211,7 +242,7 @@ class SubspaceModalSolver:
         converged = np.zeros(b, dtype=bool)
         P = KP = MP = None
         its = its_at_refresh = 0
-        fresh = False
+        limit = self.max_iterations if fresh else self._stale_limit()
         while True:
             R = KX[:, active] - MX[:, active] * lam[active]
             W = self.factorization.solve(np.ascontiguousarray(R)).reshape(R.shape)
@@ -224,13 +255,14 @@ class SubspaceModalSolver:
             converged[active[done]] = True  # soft locking: a converged vector gets no more directions
             if np.all(converged[:wanted]):
                 return X, lam, its, t_refresh
-            if its - its_at_refresh >= self.max_iterations:
+            if its - its_at_refresh >= limit:
                 if fresh:
                     raise _NotConverged(f"LOBPCG did not converge in {its} iterations on a fresh factorisation "
                                         f"(energy residual {res.max():.2e} > {self.tol:.0e})", t_refresh)
                 # The kept preconditioner has gone stale: refactorise and carry on from here.
                 t_refresh += self._factor(K, M)
                 fresh = True
+                limit = self.max_iterations
                 its_at_refresh = its
                 logger.debug("subspace solver: refreshed the factorisation after %d iterations", its)
                 W = self.factorization.solve(np.ascontiguousarray(R)).reshape(R.shape)
