@@ -275,7 +275,7 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
         dim = model.dim if model is not None else 2
         kind = "subspace" if repeated and dim == 3 else "arpack"
     common = dict(cluster_tol=analysis.cluster_tol)
-    if getattr(analysis, "eigen_tol", None) is not None and kind in ("amg", "subspace"):
+    if getattr(analysis, "eigen_tol", None) is not None:
         common["tol"] = float(analysis.eigen_tol)
     if kind == "amg":
         from .amg import AMGModalSolver  # imported on demand: pyamg is only needed here

@@ -179,11 +179,14 @@ class Analysis:
         ``"amg"``: LOBPCG with an algebraic-multigrid preconditioner, no factorisation (large 3D);
         ``"auto"``: ``"subspace"`` when optimising a 3D model, else ``"arpack"`` (measured fastest).
     eigen_tol : float or None
-        Convergence tolerance of the iterative eigen solvers (``"subspace"``, ``"amg"``): the
-        relative residual of every differentiated eigenpair in the energy norm, about the relative
-        error of its eigenvector and hence of its sensitivities; eigenvalues, Rayleigh quotients,
-        are then accurate to about ``eigen_tol²``. ``None``: the solver's default (1e-7 subspace,
-        1e-8 amg). ARPACK always converges to machine precision.
+        Convergence tolerance of the eigen solver. ``"subspace"``, ``"amg"``: the relative
+        residual of every differentiated eigenpair in the energy norm, about the relative error of
+        its eigenvector and hence of its sensitivities. ``"arpack"``: ARPACK's ``tol``, the relative
+        residual of the shift-inverted problem (eigenvector error about tol·λ/gap). Eigenvalues,
+        Rayleigh quotients of the vectors, are then accurate to about ``eigen_tol²``. ``None``: the
+        solver's default (ARPACK: machine precision; subspace: 1e-7; amg: 1e-8). Measured on the
+        40 400-dof pyMOTO comparison problem: ARPACK with tol 1e-8 needs 21 instead of 32 solves,
+        eigenvalues unchanged to 2e-15.
     """
 
     n_modes: int = 6
