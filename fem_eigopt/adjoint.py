@@ -139,10 +139,13 @@ def element_energies(model: Model, vectors: np.ndarray) -> tuple[np.ndarray, np.
     V = np.asarray(vectors, dtype=float)
     flat = V.ndim == 1
     V = V[:, None] if flat else V
-    if V.shape[0] == model.n_free and model.n_free != model.n_dofs:
-        V = model.expand(V)
     k = V.shape[1]
-    P = np.take(np.ascontiguousarray(V.T), model.element_dofs, axis=1)  # (k, n_elem, n_edof)
+    if V.shape[0] == model.n_free and model.n_free != model.n_dofs:
+        VT = np.zeros((k, model.n_free + 1))  # one zero column for the fixed dofs
+        VT[:, :-1] = V.T
+        P = np.take(VT, model.element_free_dofs, axis=1)  # (k, n_elem, n_edof)
+    else:
+        P = np.take(np.ascontiguousarray(V.T), model.element_dofs, axis=1)
     if is_broadcast(model.Ke) and is_broadcast(model.Me):
         a = P.shape[2]
         KM = np.hstack([model.Ke[0], model.Me[0]])

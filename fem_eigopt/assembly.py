@@ -42,6 +42,7 @@ only if someone asks for them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, replace
 
@@ -289,6 +290,16 @@ class Model:
     @property
     def n_elements(self) -> int:
         return self.Ke.shape[0]
+
+    @functools.cached_property
+    def element_free_dofs(self) -> np.ndarray:
+        """(n_elem, n_edof) free-dof index of every element dof, ``n_free`` at fixed dofs.
+
+        Gathers element vectors straight from free-dof vectors with one zero appended (no
+        full-length copy per call), as :func:`fem_eigopt.adjoint.element_energies` does.
+        """
+        idx = self.free_index[self.element_dofs]
+        return np.where(idx < 0, self.n_free, idx).astype(np.intp)
 
     @property
     def n_dofs(self) -> int:
