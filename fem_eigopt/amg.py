@@ -499,6 +499,18 @@ class AMGPreconditioner:
         return x
 
 
+class _VCycleSolve:
+    """The ``solve(b)`` interface of a factorisation, answered by one AMG V-cycle (approximate)."""
+
+    name = "amg-vcycle"
+
+    def __init__(self, preconditioner: AMGPreconditioner) -> None:
+        self.preconditioner = preconditioner
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        return self.preconditioner(b)
+
+
 # --------------------------------------------------------------------------------------------- #
 # LOBPCG
 
@@ -698,13 +710,20 @@ class AMGModalSolver:
     iteration_history : list of (iterations, new hierarchy)
     n_solves, n_setups, n_fallbacks : int
     preconditioner : AMGPreconditioner
-    factorization : None
+    factorization : object with ``solve(b)``, or None before the first solve
+        One V-cycle of the current hierarchy, an SPD approximation of ``(K − σM)⁻¹`` (σ = 0 for
+        a supported model): what :func:`fem_eigopt.adjoint.eigenvector_adjoint`'s MINRES needs as
+        its preconditioner, so eigenvector responses need no factorisation at any size (a few
+        more MINRES iterations than with exact factors).
     backend : str
         ``"amg"``.
     """
 
-    factorization = None
     backend = "amg"
+
+    @property
+    def factorization(self) -> "_VCycleSolve | None":
+        return None if self.preconditioner is None else _VCycleSolve(self.preconditioner)
 
     def __init__(self, n_modes: int = 6, model=None, cluster_tol: float = 1e-6, tol: float = 1e-8,
                  maxiter: int = 300, guard: int = 2, shift="auto", reuse: bool = True,
