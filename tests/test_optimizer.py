@@ -377,6 +377,8 @@ def _measure():  # pragma: no cover - prints the table for the module docstring
     for frac in (0.05, 0.1, 0.2):
         for seg in (1, 3, 10):
             variants[f"move {frac:g}·range seg {seg}"] = {"move_limit": frac, "segment_evals": seg}
+    for frac in (0.05, 0.1, 0.2, 0.5):  # our MMA: move_limit is already a fraction of each range
+        variants[f"our MMA move {frac:g}"] = {"algorithm": "MMA", "move_limit": frac}
     print(f"{'variant':28s}" + "".join(f"{k:>22s}" for k in cases))
     for name, kw in variants.items():
         row = f"{name:28s}"
@@ -385,7 +387,7 @@ def _measure():  # pragma: no cover - prints the table for the module docstring
             rng = float(np.max(np.asarray(hi) - np.asarray(lo)))
             kw2 = dict(kw)
             for key in ("initial_step", "move_limit"):
-                if key in kw2:
+                if key in kw2 and kw2.get("algorithm") != "MMA":
                     kw2[key] = kw2[key] * rng
             s = OptimizerSettings(max_eval=300, xtol_rel=1e-10, stagnation_tol=0.0, **kw2)
             res = minimize(evaluate, x0, lo, hi, s, m)
