@@ -25,10 +25,12 @@ set up identically in both tools:
 * constraint: volume fraction ≤ 0.5 (``fe.VolumeConstraint(0.5)`` in fem_eigopt:
   ``vf/0.5 − 1 ≤ 0``; the example's ``10 (vf − 0.5) ≤ 0`` in pyMOTO: same feasible set,
   a different scale);
-* optimiser: each tool's own MMA — pyMOTO's ``pym.MMA`` (Svanberg's MMA 2007 version, move
-  limit 0.1, one evaluation per iteration) and fem_eigopt's NLopt ``LD_MMA`` (CCSA form: an
-  outer iteration may re-evaluate with a more conservative approximation — "inner iterations" —
-  no move limit), both from the same starting design.
+* optimiser: each tool's MMA — pyMOTO's ``pym.MMA`` (Svanberg's MMA 2007 version, move limit 0.1,
+  one evaluation per iteration) against fem_eigopt's ``OptimizerSettings(algorithm="MMA",
+  move_limit=0.1)`` (its own implementation of the same method, :mod:`fem_eigopt.mma`) and/or
+  NLopt's ``LD_MMA`` (CCSA form: an outer iteration may re-evaluate with a more conservative
+  approximation — "inner iterations" — no move limit), all from the same starting design
+  (``--fe-algorithm``).
 
 Two deliberate departures from the example, so that the two models are the same:
 the non-design elements are set to 1 *before* the density filter as well as after it (as
@@ -51,10 +53,13 @@ iterations:
   evaluated once more, untimed, for the final objective.
 * fem_eigopt: a :class:`fem_eigopt.DesignEvaluator` driven by :func:`fem_eigopt.minimize` with
   the settings :func:`fem_eigopt.optimize.optimize` would pass (here: no ``xtol``/``ftol``/
-  stagnation stop), stopped after N completed NLopt *outer* iterations. ``optimize`` itself is
-  not used because it can stop only after a number of evaluations, and NLopt does not tell
-  Python where its outer iterations end: the run sets NLopt's ``verbosity`` and reads the
-  "MMA outer iteration" lines NLopt prints to the (captured) standard output.
+  stagnation stop), stopped after N completed iterations: with ``MMA`` every evaluation after
+  the start is one iteration; with NLopt's ``LD_MMA`` an iteration is an *outer* iteration, and
+  as NLopt does not tell Python where they end, the run sets NLopt's ``verbosity`` and reads the
+  "MMA outer iteration" lines NLopt prints to the (captured) standard output. ``optimize``
+  itself is not used because it can stop only after a number of evaluations.
+  After the run, one numeric factorisation of K at the final design is timed in the same process
+  (median of 5, the symbolic analysis excluded): the floor an iteration is compared with.
 
 Both tools factorise with MKL PARDISO (pyMOTO through ``pypardiso`` with MKL's default thread
 count, fem_eigopt through its own PARDISO binding, MKL's default thread count). pyMOTO
@@ -67,11 +72,15 @@ complete) plus one more, 5 in all, with a basis of 20 vectors.
 Usage::
 
     python benchmarks/bench_pymoto.py [--sizes 200x100,400x200,40x20x20] [--iterations 30]
-        [--repeats 1] [--eigensolver auto[,arpack,subspace,amg]] [--quick]
+        [--repeats 1] [--eigensolver auto[,arpack,subspace,amg]] [--fe-algorithm MMA[,LD_MMA]]
+        [--fe-move 0.1] [--eigen-tol TOL] [--start example|feasible] [--quick]
 
 ``--quick`` runs tiny sizes for a few iterations (a smoke test, well under a minute).
 ``--eigensolver`` goes to ``fe.Analysis(eigensolver=...)``; a comma-separated list runs each in
-turn; a value that fails is reported in its row and the benchmark goes on.
+turn; a value that fails is reported in its row and the benchmark goes on. ``--fe-algorithm``
+likewise (every eigen solver with every algorithm); ``--eigen-tol`` sets
+``fe.Analysis(eigen_tol=...)`` (default: each solver's own; ARPACK's is machine precision, as
+pyMOTO's ``eigsh``).
 
 Reading the output
 ------------------
@@ -87,7 +96,11 @@ differ), then one row per tool:
 ``pyMOTO/x``   pyMOTO's median s/it divided by this row's (> 1: this row is faster);
 ``objective``  100 h / h0 after N iterations (lower is better; 100 at the start); ``ω1`` √λ1
                in rad/s;
-``volume``     volume fraction (≤ 0.5 is feasible); ``best`` marks the lowest feasible objective.
+``volume``     volume fraction (≤ 0.5 is feasible); ``best`` marks the lowest feasible objective;
+``factor s``   one numeric factorisation of K at the final design (fem_eigopt rows, same process);
+``it/factor``  ``s/it`` ÷ ``factor s``: the iteration against the floor of a direct-solver iteration;
+``sens+filt``  sensitivities (element-by-element adjoint, chain rule) plus the density filter and
+               material interpolations, as a share of all iteration time.
 
 Below the table: the solver each row used and notes (runs that stopped early and why), then the
 objective along each tool's last run ("k:value" every N/10 iterations) — a value of order 1e5 or
@@ -293,7 +306,7 @@ def run_pymoto(nx: int, ny: int, nz: int, iterations: int, example_passive: bool
 
 
 def build_fem_problem(nx: int, ny: int, nz: int, eigensolver: str, backend: str = "auto",
-                      objective_scale: float = 1.0):
+                      objective_scale: float = 1.0, eigen_tol: float | None = None):
     """The same problem as an ``fem_eigopt.Problem`` (see the module docstring).
 
     The objective is ``objective_scale · h / h0``; 1 is fem_eigopt's convention (its objectives
@@ -335,7 +348,7 @@ def build_fem_problem(nx: int, ny: int, nz: int, eigensolver: str, backend: str 
     return fe.Problem(
         mesh=mesh, element=element, material=material,
         supports=[fe.Support("left")],
-        analysis=fe.Analysis(n_modes=N_MODES, backend=backend, eigensolver=eigensolver),
+        analysis=fe.Analysis(n_modes=N_MODES, backend=backend, eigensolver=eigensolver, eigen_tol=eigen_tol),
         design=fe.DensityDesign(initial=VOLFRAC, x_min=0.0, stiffness=fe.SIMP(PENALTY, e_min=E_MIN),
                                 mass=fe.TwoRangeMass(MASS_THRESHOLD), filter="density",
                                 filter_radius=FILTER_RADIUS, passive_solid=nondesign),
@@ -369,6 +382,29 @@ def feasible_start(nx: int, ny: int, nz: int) -> float:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if volume(mid) <= target else (lo, mid)
     return lo
+
+
+def numeric_factorization_seconds(evaluator, backend: str = "auto", repeats: int = 5) -> float | None:
+    """Median seconds of one numeric factorisation of K at the evaluator's last design.
+
+    The floor the issue measures an iteration against: ``K`` as assembled for the last design
+    (free dofs), factorised with a fresh :func:`fem_eigopt.linalg.make_factorization` (the first
+    call, with the symbolic analysis, is not counted), MKL's default threads as in the run.
+    """
+    from fem_eigopt.linalg import make_factorization
+
+    solved = getattr(evaluator, "_solved", None)
+    if not solved:
+        return None
+    K = solved["K"]
+    factorization = make_factorization(backend)
+    factorization.factor(K)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        factorization.factor(K)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 class _StopAfterIterations(Exception):
@@ -413,7 +449,8 @@ CYCLE_LIMIT = 200
 
 
 def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backend: str = "auto",
-            objective_scale: float = 1.0, start: float = VOLFRAC, nlopt_params: dict | None = None) -> dict:
+            objective_scale: float = 1.0, start: float = VOLFRAC, nlopt_params: dict | None = None,
+            algorithm: str = "LD_MMA", move: float = 0.1, eigen_tol: float | None = None) -> dict:
     """Set up the problem in fem_eigopt and run ``iterations`` NLopt MMA outer iterations.
 
     ``start`` is the uniform starting value of the design variables (the example's: 0.5).
@@ -423,7 +460,7 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
     import fem_eigopt as fe
     from fem_eigopt.optimize import default_settings
 
-    problem = build_fem_problem(nx, ny, nz, eigensolver, backend, objective_scale)
+    problem = build_fem_problem(nx, ny, nz, eigensolver, backend, objective_scale, eigen_tol)
     to_100 = OBJECTIVE_SCALE / objective_scale
     evaluator = fe.DesignEvaluator(problem)
     x0, lower, upper = evaluator.start()
@@ -449,11 +486,16 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
     settings = replace(settings, max_eval=50 * iterations + 10, xtol_rel=0.0, ftol_rel=0.0,
                        stagnation_tol=0.0, verbosity=2,
                        nlopt_params={**settings.nlopt_params, **(nlopt_params or {})})
+    own = algorithm == "MMA"
+    if own:  # our MMA: one evaluation per iteration, a move limit like pyMOTO's
+        settings = replace(settings, algorithm="MMA", move_limit=move, verbosity=0)
     lines = _NloptLines()
     calls: list[dict] = []
 
     def evaluate(x: np.ndarray):
-        outer, inner = lines.counts()  # NLopt's lines about every evaluation before this one
+        # NLopt's lines about every evaluation before this one; for our MMA every evaluation
+        # after the start closes an iteration
+        outer, inner = (max(len(calls) - 1, 0), 0) if own else lines.counts()
         if calls:
             calls[-1]["closes"] = outer > calls[-1]["outer_before"]
         if outer >= iterations:
@@ -461,7 +503,9 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
         t0 = time.perf_counter()
         ev = evaluator(x)
         t1 = time.perf_counter()
+        tm = ev.info.get("timings", {})
         calls.append(dict(start=t0, end=t1, outer_before=outer, closes=False, f=to_100 * ev.f,
+                          sens_filter=float(tm.get("sensitivities", 0.0) + tm.get("filter", 0.0)),
                           eigenvalues=np.asarray(ev.info["eigenvalues"][:N_MODES], dtype=float),
                           volume=float(ev.info["volume_fraction"])))
         return ev
@@ -483,7 +527,7 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
     try:
         result = fe.minimize(evaluate, x0, lower, upper, settings, n_constraints=initial.g.size)
         status = f"NLopt stopped by itself: {result.status} ({result.message})"
-        outer, _ = lines.counts()
+        outer = len(calls) - 1 if own else lines.counts()[0]
         if calls:
             calls[-1]["closes"] = outer > calls[-1]["outer_before"]
     except _StopAfterIterations:
@@ -506,6 +550,7 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
         group.append(c)
         if c["closes"]:
             rows.append(dict(wall=c["end"] - prev_end, eval=float(sum(g["end"] - g["start"] for g in group)),
+                             sens_filter=float(sum(g["sens_filter"] for g in group)),
                              evals=len(group), f=float(c["f"]), omega1=float(np.sqrt(c["eigenvalues"][0])),
                              volume=c["volume"]))
             prev_end = c["end"]
@@ -518,13 +563,17 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
         final = dict(f=float(last["f"]), eigenvalues=lam.tolist(), omega1=float(np.sqrt(lam[0])),
                      volume=last["volume"])
     solver = evaluator.solver
+    factor_s = numeric_factorization_seconds(evaluator, backend)
     return dict(
-        tool="fem_eigopt", label=f"fem_eigopt[{eigensolver}]", n_elements=int(evaluator.model.n_elements),
+        factor_s=factor_s,
+        tool="fem_eigopt", label=fem_label(eigensolver, algorithm), n_elements=int(evaluator.model.n_elements),
         n_design=int(evaluator.n_design), n_dofs=int(evaluator.model.n_free), setup_s=setup, loop_s=loop,
         initial_eigenvalues=lam0.tolist(), iterations=rows, completed=len(rows), final=final,
         extra_evaluations=len(group), status=status, start_note=start_note,
         info=f"eigen solver {type(solver).__name__} ({evaluator.n_modes} modes), "
-             f"factorisation {getattr(solver, 'backend', '?')}, {settings.algorithm}",
+             f"factorisation {getattr(solver, 'backend', '?')}, {settings.algorithm}"
+             + (f" (move limit {move:g})" if own else "")
+             + (f", eigen_tol {eigen_tol:g}" if eigen_tol is not None else ""),
     )
 
 
@@ -532,14 +581,19 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
 # parent: alternate subprocesses, print tables
 
 
+def fem_label(eigensolver: str, algorithm: str) -> str:
+    return f"fem_eigopt[{eigensolver},{algorithm}]"
+
+
 @dataclass
 class Job:
     tool: str  # "pymoto" or "fem"
     eigensolver: str = ""
+    algorithm: str = "LD_MMA"
 
     @property
     def label(self) -> str:
-        return "pyMOTO" if self.tool == "pymoto" else f"fem_eigopt[{self.eigensolver}]"
+        return "pyMOTO" if self.tool == "pymoto" else fem_label(self.eigensolver, self.algorithm)
 
 
 def run_job(job: Job, size: str, iterations: int, args: argparse.Namespace, start: float) -> dict:
@@ -550,7 +604,9 @@ def run_job(job: Job, size: str, iterations: int, args: argparse.Namespace, star
                "--iterations", str(iterations), "--result", str(out), "--backend", args.backend,
                "--start-value", repr(start)]
         if job.tool == "fem":
-            cmd += ["--eigensolver", job.eigensolver]
+            cmd += ["--eigensolver", job.eigensolver, "--fe-algorithm", job.algorithm, "--fe-move", repr(args.fe_move)]
+            if args.eigen_tol is not None:
+                cmd += ["--eigen-tol", repr(args.eigen_tol)]
         if args.example_passive:
             cmd.append("--example-passive")
         if job.tool == "fem":
@@ -571,6 +627,11 @@ def run_job(job: Job, size: str, iterations: int, args: argparse.Namespace, star
             res = dict(label=job.label, error=f"worker exited {proc.returncode}: {' | '.join(tail)}")
         res["process_s"] = wall
         return res
+
+
+def _median_or_none(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -621,24 +682,34 @@ def print_size(size: str, results: list[dict], iterations: int) -> None:
             runs=len(good), errors=errors, consistent=len(finals) <= 1, status=last.get("status", ""),
             info=last.get("info", ""), start_note=last.get("start_note", ""),
             trace=[it["f"] for it in last["iterations"]],
-            extra=[r.get("extra_evaluations", 0) for r in good]))
+            extra=[r.get("extra_evaluations", 0) for r in good],
+            factor=_median_or_none([r.get("factor_s") for r in good]),
+            sens_share=(float(np.sum([it["sens_filter"] for it in its]) / wall.sum())
+                        if all("sens_filter" in it for it in its) else None)))
     pym = next((s for s in stats if s["label"] == "pyMOTO" and "median" in s), None)
     feasible = [s for s in stats if s.get("final") and s["final"]["volume"] <= VOLFRAC * (1 + VOLUME_TOL)]
     best = min(feasible, key=lambda s: s["final"]["f"])["label"] if feasible else None
-    print(f"\n{'tool':>22} {'s/it':>8} {'mean':>8} {'eval s/it':>9} {'opt s/it':>8} {'evals/it':>8} "
-          f"{'pyMOTO/x':>8} {'objective':>11} {'ω1 rad/s':>10} {'volume':>7} {'setup s':>7}  best")
+    width = max(22, max(len(s["label"]) for s in stats))
+    print(f"\n{'tool':>{width}} {'s/it':>8} {'mean':>8} {'eval s/it':>9} {'opt s/it':>8} {'evals/it':>8} "
+          f"{'pyMOTO/x':>8} {'objective':>11} {'ω1 rad/s':>10} {'volume':>7} {'setup s':>7} "
+          f"{'factor s':>8} {'it/factor':>9} {'sens+filt':>9}  best")
     for s in stats:
         if "median" not in s:
-            print(f"{s['label']:>22}  FAILED: {s['error']}")
+            print(f"{s['label']:>{width}}  FAILED: {s['error']}")
             continue
         ratio = pym["median"] / s["median"] if pym else None
         fin = s["final"] or {}
-        print(f"{s['label']:>22} {s['median']:8.3f} {s['mean']:8.3f} {s['eval']:9.3f} {s['opt']:8.3f} "
+        per_factor = s["median"] / s["factor"] if s.get("factor") else None
+        share = f"{100 * s['sens_share']:.1f} %" if s.get("sens_share") is not None else "-"
+        print(f"{s['label']:>{width}} {s['median']:8.3f} {s['mean']:8.3f} {s['eval']:9.3f} {s['opt']:8.3f} "
               f"{s['evals']:8.2f} {_fmt(ratio, '8.2f'):>8} {_fmt(fin.get('f'), '11.6g'):>11} "
-              f"{_fmt(fin.get('omega1'), '10.5g'):>10} {_fmt(fin.get('volume'), '7.4f'):>7} {s['setup']:7.1f}  "
+              f"{_fmt(fin.get('omega1'), '10.5g'):>10} {_fmt(fin.get('volume'), '7.4f'):>7} {s['setup']:7.1f} "
+              f"{_fmt(s.get('factor'), '8.3f'):>8} {_fmt(per_factor, '9.2f'):>9} {share:>9}  "
               f"{'<- best' if s['label'] == best else ''}")
     print("s/it, eval s/it, opt s/it: medians over the iterations of all runs (measured per iteration for both "
-          "tools); objective, ω1, volume after the last iteration")
+          "tools); objective, ω1, volume after the last iteration; factor s: one numeric factorisation of K at "
+          "the final design (median of 5, same process); it/factor = s/it ÷ factor s; sens+filt: sensitivities "
+          "and density filter/interpolations as a share of all iteration time")
     for s in stats:
         if "median" not in s:
             continue
@@ -668,9 +739,10 @@ def worker_main(args: argparse.Namespace) -> int:
             res = run_pymoto(nx, ny, nz, args.iterations, args.example_passive, args.start_value)
         else:
             res = run_fem(nx, ny, nz, args.iterations, args.eigensolver, args.backend, args.fe_scale,
-                          args.start_value, parse_nlopt(args.fe_nlopt))
+                          args.start_value, parse_nlopt(args.fe_nlopt), args.fe_algorithm, args.fe_move,
+                          args.eigen_tol)
     except Exception as exc:  # noqa: BLE001 - reported by the parent in the tool's row
-        label = "pyMOTO" if args.worker == "pymoto" else f"fem_eigopt[{args.eigensolver}]"
+        label = "pyMOTO" if args.worker == "pymoto" else fem_label(args.eigensolver, args.fe_algorithm)
         res = dict(label=label, error=f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
     Path(args.result).write_text(json.dumps(res))
@@ -691,6 +763,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fe-scale", type=float, default=1.0,
                         help="fem_eigopt objective = SCALE · h/h0 (default 1, fem_eigopt's convention; "
                              "the example's 100 is pyMOTO's MMA tuning)")
+    parser.add_argument("--fe-algorithm", default="MMA,LD_MMA",
+                        help="fem_eigopt optimiser(s), comma-separated: MMA (fem_eigopt's own, one evaluation "
+                             "per iteration, move limit --fe-move) and/or LD_MMA (NLopt's CCSA form)")
+    parser.add_argument("--fe-move", type=float, default=0.1,
+                        help="move limit of fem_eigopt's MMA (default 0.1, pyMOTO's in the example)")
+    parser.add_argument("--eigen-tol", type=float, default=None,
+                        help="fem_eigopt Analysis.eigen_tol (iterative eigen solvers; default: the solver's)")
     parser.add_argument("--fe-nlopt", default="",
                         help="extra NLopt parameters for fem_eigopt, NAME=VALUE,... (e.g. inner_maxeval=1)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run before it is abandoned")
@@ -712,14 +791,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_size(s)
     iterations = args.iterations or (5 if args.quick else 30)
     solvers = [e.strip() for e in args.eigensolver.split(",") if e.strip()]
-    jobs = [Job("pymoto")] + [Job("fem", e) for e in solvers]
+    algorithms = [a.strip() for a in args.fe_algorithm.split(",") if a.strip()]
+    jobs = [Job("pymoto")] + [Job("fem", e, a) for a in algorithms for e in solvers]
     try:
         import pymoto
         pym_version = pymoto.__version__
     except ImportError:
         pym_version = "not installed (pip install pymoto==2.0.1, the 'bench' extra)"
     print(f"bench_pymoto: sizes {','.join(sizes)}; {iterations} iterations; {args.repeats} repeat(s); "
-          f"pyMOTO {pym_version}; fem_eigopt eigen solver(s) {','.join(solvers)}, backend {args.backend}, "
+          f"pyMOTO {pym_version}; fem_eigopt eigen solver(s) {','.join(solvers)}, optimiser(s) {','.join(algorithms)} "
+          f"(MMA move limit {args.fe_move:g}), eigen_tol {args.eigen_tol if args.eigen_tol is not None else 'default'}, "
+          f"backend {args.backend}, "
           f"objective scale {args.fe_scale:g}; "
           f"{platform.machine()}, {os.cpu_count()} cpus, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
