@@ -109,15 +109,23 @@ class PardisoFactorization(Factorization):
     """
 
     name = "pardiso"
+    #: unknowns below which PARDISO runs one thread (see ``threads``)
+    SMALL = 20_000
 
     def __init__(self, threads: int | None = None) -> None:
         self._lib = _load_mkl_pardiso()
         self._set_local_threads = _load_mkl_function("MKL_Set_Num_Threads_Local")
         #: MKL threads for every phase of this factorisation (fixed for its lifetime: PARDISO
-        #: must not see the count change between phases); None: MKL's default (all cores, or
-        #: MKL_NUM_THREADS). Measured on 2 quiet cores, 2 threads against 1: factorisation
-        #: 1.4-1.9x and single solves 1.5-1.9x faster from 2 600 to 160 000 unknowns (2D and 3D);
-        #: an earlier rule of one thread below 100 000 unknowns came from timings under load.
+        #: must not see the count change between phases); None: one below SMALL unknowns, MKL's
+        #: default (all cores, or MKL_NUM_THREADS) above. Measured on 2 quiet cores, 2 threads
+        #: against 1: factorisation 1.4-1.9x and single solves 1.5-1.9x faster from 2 600 to
+        #: 160 000 unknowns (2D and 3D; an earlier rule of one thread below 100 000 came from
+        #: timings under load); below SMALL the gain is a millisecond and one thread keeps small
+        #: models bitwise reproducible. Threaded PARDISO is not: two runs of the Du & Olhoff beam
+        #: with 2 threads ended at ω1 = 150.38 and 149.94 after 150 evaluations. MKL's conditional
+        #: numerical reproducibility (environment MKL_CBWR=AUTO,STRICT, set before MKL loads)
+        #: makes it reproducible, at the price of other last bits than the default mode (the same
+        #: beam, CC, then ended at 427.3 instead of 432.5 rad/s: these runs are path-sensitive).
         self.threads = threads
         self._pt = np.zeros(64, dtype=np.int64)
         self._iparm = np.zeros(64, dtype=np.int32)
@@ -146,7 +154,7 @@ class PardisoFactorization(Factorization):
         ip[34] = 1  # zero-based indexing: no copies of the index arrays
 
     def _call(self, phase: int, b: np.ndarray | None = None) -> np.ndarray | None:
-        threads = self.threads if self.threads is not None else 0
+        threads = self.threads if self.threads is not None else (1 if self._n < self.SMALL else 0)
         previous = self._set_local_threads(threads)  # 0 = back to MKL's global setting
         try:
             return self._call_pardiso(phase, b)
