@@ -147,12 +147,10 @@ class SubspaceModalSolver:
         """
         if its == 0:
             return
-        t_iteration = seconds / its
-        self._t_iteration = t_iteration
+        self._t_iteration = seconds / its
         if fresh or self._baseline_its is None:
             self._baseline_its = its
-        allowance = max(self._t_factor / max(t_iteration, 1e-12), 1.0)
-        self._refresh_next = its > min(self._baseline_its + allowance, self.refresh_after)
+        self._refresh_next = its > min(self._baseline_its + self._allowance(), self.refresh_after)
         if stale_failed:
             self._probe_wait = min(2 * self._probe_wait, 16)
             self._designs_to_probe = self._probe_wait
@@ -162,12 +160,15 @@ class SubspaceModalSolver:
             self._designs_to_probe -= 1
             self._refresh_next = True
 
+    def _allowance(self) -> float:
+        """LOBPCG iterations one factorisation is worth (at least 1)."""
+        return max(self._t_factor / max(self._t_iteration, 1e-12), 1.0)
+
     def _stale_limit(self) -> int:
         """LOBPCG iterations a stale factorisation may take before it is refreshed midway."""
         if self._baseline_its is None or self._t_iteration is None:
             return self.max_iterations
-        allowance = max(self._t_factor / max(self._t_iteration, 1e-12), 1.0)
-        return int(min(self.max_iterations, np.ceil(self._baseline_its + allowance) + 1))
+        return int(min(self.max_iterations, np.ceil(self._baseline_its + self._allowance()) + 1))
 
     def _factor(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
         t0 = time.perf_counter()
