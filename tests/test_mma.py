@@ -17,7 +17,7 @@ import pytest
 from fem_eigopt.errors import InputError
 from fem_eigopt.mma import MMA, Subproblem, subsolve
 from fem_eigopt.optimizer import MMA_MOVE_DEFAULT, Evaluation, OptimizerSettings, minimize
-from test_optimizer import beam, counting, max_min, quadratic
+from test_optimizer import beam, check_restarted_at_8_and_20, counting, max_min, quadratic
 
 MMA_SETTINGS = OptimizerSettings(algorithm="MMA")
 
@@ -364,16 +364,7 @@ def test_requested_restart_keeps_history_continuous_and_converges():
         return "restart" if record.eval in restarts_at else None
 
     res = minimize(evaluate, np.full(5, 5.0), 1e-3, 10.0, MMA_SETTINGS, 1, callback=callback)
-    h = res.history
-    assert [r.eval for r in h] == list(range(1, len(h) + 1))
-    assert res.nrun == 3
-    runs = [r.run for r in h]
-    assert runs == sorted(runs) and set(runs) == {0, 1, 2}
-    # the first evaluation of each new run is the best point of the one before (re-evaluated)
-    assert [r.eval for r in h if r.run > 0 and np.isnan(r.change)] == [9, 21]
-    first_of_run1 = next(r for r in h if r.run == 1)
-    best_run0 = min(r.f for r in h if r.run == 0 and r.max_g <= 1e-8)
-    assert first_of_run1.f == pytest.approx(best_run0, rel=1e-14)
+    check_restarted_at_8_and_20(res)
     # a restarted run starts with fresh asymptotes: its first step is that of a fresh MMA
     assert res.nit == res.nfev - 3  # each run's first evaluation is its start, not an iteration
     assert res.success

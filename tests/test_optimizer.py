@@ -228,18 +228,24 @@ def test_requested_restart_keeps_history_continuous_and_converges():
         return "restart" if record.eval in restarts_at else None
 
     res = minimize(evaluate, np.full(5, 5.0), 1e-3, 10.0, OptimizerSettings(), 1, callback=callback)
+    check_restarted_at_8_and_20(res)
+    assert res.success
+    assert res.best_fun == pytest.approx(f_star, rel=1e-3)
+
+
+def check_restarted_at_8_and_20(res) -> None:
+    """History of a run whose callback asked for restarts after evaluations 8 and 20 (also used by
+    tests/test_mma.py): continuous numbering, three runs, each new run starting (re-evaluated) at
+    the best point of the one before."""
     h = res.history
     assert [r.eval for r in h] == list(range(1, len(h) + 1))
     assert res.nrun == 3
     runs = [r.run for r in h]
     assert runs == sorted(runs) and set(runs) == {0, 1, 2}
-    # the first evaluation of each new run is the best point of the one before (re-evaluated)
     assert [r.eval for r in h if r.run > 0 and np.isnan(r.change)] == [9, 21]
     first_of_run1 = next(r for r in h if r.run == 1)
     best_run0 = min(r.f for r in h if r.run == 0 and r.max_g <= 1e-8)
     assert first_of_run1.f == pytest.approx(best_run0, rel=1e-14)
-    assert res.success
-    assert res.best_fun == pytest.approx(f_star, rel=1e-3)
 
 
 def test_restart_every_converges():
