@@ -40,7 +40,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import InputError
-from .linalg import Factorization, limited_threads
+from .linalg import Factorization, limited_threads, make_factorization
 from .modal import ModalSolver, Modes, modes_from_vectors, shifted_matrix
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,16 @@ class SubspaceModalSolver:
         accurate to about loose_tol²). Default: all ``n_modes + 1``.
     loose_tol : float
         Residual tolerance of the modes beyond ``accurate_modes``.
+    precision : "double" or "single"
+        Precision of the kept factorisation T. ``"single"`` (PARDISO only) halves the memory traffic
+        of the factorisation and of every preconditioner solve — measured 2.0x faster both on the
+        52 920-dof 3D benchmark model, and 1.8x faster MMA iterations there with the same LOBPCG
+        iteration counts and the same objective history to the printed digits (LOBPCG needs only
+        a good preconditioner, not an exact one; convergence is judged on the double-precision
+        residual). The cold start (shift-invert Lanczos, which needs exact solves) keeps its own
+        double-precision factorisation, freed once it is done. Should LOBPCG fail even on fresh
+        single-precision factors, or PARDISO refuse them, the solver switches to double for the
+        rest of the run.
 
     Attributes
     ----------
@@ -97,7 +107,8 @@ class SubspaceModalSolver:
 
     def __init__(self, n_modes: int = 6, shift="auto", backend: str = "auto", cluster_tol: float = 1e-6,
                  tol: float = 1e-7, guard: int = 3, refresh_after: int = 12, max_iterations: int = 16,
-                 threads: int | None = 1, accurate_modes: int | None = None, loose_tol: float = 1e-3) -> None:
+                 threads: int | None = 1, accurate_modes: int | None = None, loose_tol: float = 1e-3,
+                 precision: str = "double") -> None:
         if n_modes < 1:
             raise InputError(f"n_modes = {n_modes!r}; allowed: an integer >= 1")
         self.n_modes = int(n_modes)
@@ -113,6 +124,9 @@ class SubspaceModalSolver:
         self._cold.warn_incomplete_cluster = False  # its block includes guard vectors
         self.factorization: Factorization = self._cold.factorization
         self.backend = self._cold.backend
+        self.precision = precision
+        if precision != "double":
+            self.factorization = make_factorization(self.backend, precision)
         self.shift: float | None = self._cold.shift
         self._X: np.ndarray | None = None
         self._refresh_next = False
@@ -170,9 +184,23 @@ class SubspaceModalSolver:
             return self.max_iterations
         return int(min(self.max_iterations, np.ceil(self._baseline_its + self._allowance()) + 1))
 
+    def _use_double(self, why: str) -> None:
+        """Switch the kept factorisation to the cold start's double-precision one for good."""
+        logger.info("subspace solver: %s; preconditioning in double precision from now on", why)
+        self.factorization.release()
+        self.factorization = self._cold.factorization
+        self.precision = "double"
+
     def _factor(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
         t0 = time.perf_counter()
-        self.factorization.factor(shifted_matrix(K, M, self.shift), positive_definite=self.shift < 0)
+        A = shifted_matrix(K, M, self.shift)
+        try:
+            self.factorization.factor(A, positive_definite=self.shift < 0)
+        except np.linalg.LinAlgError as exc:
+            if self.precision == "double":
+                raise
+            self._use_double(f"the single-precision factorisation failed ({exc})")
+            self.factorization.factor(A, positive_definite=self.shift < 0)
         self.n_factorizations += 1
         self._t_factor = time.perf_counter() - t0
         return self._t_factor
@@ -205,6 +233,8 @@ class SubspaceModalSolver:
                 # The design jumped too far for the kept vectors: start again from scratch.
                 logger.debug("subspace solver: %s; cold restart", exc)
                 t_fact += exc.seconds
+                if self.precision != "double":
+                    self._use_double(f"LOBPCG did not converge on fresh {self.precision}-precision factors")
         if X is None:
             # Cold start: shift-invert Lanczos for the whole block with a fresh factorisation.
             self._cold.n_modes = block
@@ -218,6 +248,11 @@ class SubspaceModalSolver:
             self._refresh_next = False
             X = cold.vectors
             self.last_iterations = 0
+            if self.factorization is not self._cold.factorization:
+                # The kept preconditioner is a separate (single-precision) factorisation: free the
+                # cold start's factors and factorise the preconditioner at the next design.
+                self._cold.factorization.release()
+                self._refresh_next = True
         self._X = X
         self.last_timings = {"factorization": t_fact, "eigensolve": time.perf_counter() - t0 - t_fact}
         self.n_solves += 1

@@ -138,6 +138,36 @@ def test_factorizations_solve_both_definiteness_modes():
 
 
 @pytest.mark.skipif("pardiso" not in available_backends(), reason="MKL PARDISO not installed")
+def test_single_precision_pardiso_is_a_float32_factorisation():
+    """precision="single": factors in float32 (a preconditioner) — residual near float32's
+    rounding on a well-conditioned matrix, far from double's, answers returned in float64, and
+    the symbolic analysis kept across values; release() forgets the pattern."""
+    model = build_model(small_cantilever("quad1", nx=10, ny=2))
+    K, M = model.stiffness(), model.mass()
+    lam1 = ModalSolver(1).solve(K, M).eigenvalues[0]
+    A = shifted_matrix(K, M, -lam1)  # K + λ1 M: condition number ~1e5 (SIMP-free)
+    b = np.linspace(1.0, 2.0, K.shape[0])
+    single, double = make_factorization("pardiso", precision="single"), make_factorization("pardiso")
+    assert (single.precision, double.precision) == ("single", "double")
+    errors = []
+    for f in (single, double):
+        f.factor(A)
+        x = f.solve(b)
+        assert x.dtype == np.float64
+        errors.append(np.linalg.norm(A @ x - b) / np.linalg.norm(b))
+    assert 1e-9 < errors[0] < 1e-3 and errors[1] < 1e-12, errors
+    single.factor(shifted_matrix(K, M, -2 * lam1))
+    assert (single.n_symbolic, single.n_numeric) == (1, 2)
+    single.release()
+    single.factor(A)
+    assert single.n_symbolic == 2
+    with pytest.raises(fe.InputError, match="single-precision factorisation needs the pardiso backend"):
+        make_factorization("superlu", precision="single")
+    with pytest.raises(fe.InputError, match="precision 'half'"):
+        make_factorization("pardiso", precision="half")
+
+
+@pytest.mark.skipif("pardiso" not in available_backends(), reason="MKL PARDISO not installed")
 def test_pardiso_reuses_symbolic_analysis():
     model = build_model(small_cantilever("quad1", nx=20, ny=4))
     solver = ModalSolver(4, backend="pardiso")

@@ -12,6 +12,7 @@ import fem_eigopt as fe
 from fem_eigopt.assembly import build_model
 from fem_eigopt.evaluate import DesignEvaluator
 from fem_eigopt.gradcheck import check_evaluator
+from fem_eigopt.linalg import available_backends
 from fem_eigopt.modal import ModalSolver, make_modal_solver
 from fem_eigopt.problem import load_problem
 from fem_eigopt.subspace import SubspaceModalSolver
@@ -49,6 +50,50 @@ def test_agrees_with_lanczos_along_a_design_sequence(name, over):
     assert solver.n_solves == 8
     assert solver.n_factorizations < solver.n_solves
     assert 0 < solver.last_iterations <= solver.max_iterations
+
+
+PARDISO = pytest.mark.skipif("pardiso" not in available_backends(), reason="MKL PARDISO not installed")
+
+
+@PARDISO
+@pytest.mark.parametrize("name, over", [("beam.py", {"nx": "40", "ny": "8", "supports": "CC"}),
+                                        ("cantilever3d.py", {"nx": "10", "ny": "3", "nz": "3"})])
+def test_single_precision_preconditioner_gives_the_same_modes(name, over):
+    """Single-precision factors only precondition: the converged modes are those of Lanczos to the
+    same tolerance as with double factors (iteration counts are not compared: the refresh policy
+    decides on measured times)."""
+    model = build_model(load_problem(REPO / "problems" / name, over))
+    reference = ModalSolver(6)
+    single = SubspaceModalSolver(6, tol=1e-8, precision="single")
+    assert single.factorization.precision == "single" and single.factorization is not single._cold.factorization
+    for x in design_sequence(model, 8, 0.01):
+        K, M = model.stiffness(x**3), model.mass(x)
+        a, b = reference.solve(K, M), single.solve(K, M)
+        np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-10)
+        mac = np.abs(np.einsum("ij,ij->j", a.vectors, M @ b.vectors))
+        np.testing.assert_allclose(mac, 1.0, atol=1e-8)
+    assert single.precision == "single" and single.n_cold_starts == 1
+    assert single.n_factorizations < single.n_solves
+
+
+@PARDISO
+def test_single_precision_failure_falls_back_to_double(monkeypatch):
+    """Should PARDISO refuse the single-precision factors, the solver switches to double for good
+    and still returns the right modes."""
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
+    solver = SubspaceModalSolver(4, precision="single")
+
+    def refuse(A, positive_definite=True):
+        raise np.linalg.LinAlgError("PARDISO phase 22 failed with error -4")
+
+    monkeypatch.setattr(solver.factorization, "factor", refuse)
+    designs = list(design_sequence(model, 3, 0.01))
+    for x in designs:
+        K, M = model.stiffness(x**3), model.mass(x)
+        modes = solver.solve(K, M)
+        np.testing.assert_allclose(modes.eigenvalues, ModalSolver(4).solve(K, M).eigenvalues, rtol=1e-10)
+    assert solver.precision == "double" and solver.factorization is solver._cold.factorization
+    assert solver.n_cold_starts == 1
 
 
 def test_refreshes_a_stale_factorisation():
@@ -96,6 +141,16 @@ def test_factory_choices():
     assert ModalSolver(4).tol == 0.0
     with pytest.raises(fe.InputError, match="eigen_tol"):
         fe.Analysis(eigen_tol=2.0)
+    # single-precision preconditioning: by default in 3D (when PARDISO is there), never in 2D
+    pardiso = "pardiso" in available_backends()
+    assert make_modal_solver(4, auto, model=model3, repeated=True).precision == ("single" if pardiso else "double")
+    assert make_modal_solver(4, fe.Analysis(eigensolver="subspace"), model=model).precision == "double"
+    assert make_modal_solver(4, fe.Analysis(eigensolver="subspace", preconditioner_precision="double"),
+                             model=model3).precision == "double"
+    with pytest.raises(fe.InputError, match="preconditioner_precision = 'half'"):
+        fe.Analysis(preconditioner_precision="half")
+    with pytest.raises(fe.InputError, match="with eigensolver 'subspace' or 'auto' only"):
+        fe.Analysis(eigensolver="arpack", preconditioner_precision="single")
 
 
 def test_eigen_tol_bounds_the_eigenvalue_error():
