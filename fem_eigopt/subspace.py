@@ -102,6 +102,8 @@ class SubspaceModalSolver:
         Seconds of the last solve: ``factorization``, ``eigensolve``.
     last_iterations : int
         LOBPCG iterations of the last solve (0 for a Lanczos cold start).
+    last_refresh_at : int or None
+        The iteration of the last solve at which stale factors were refreshed midway.
     n_factorizations, n_solves, n_cold_starts : int
     """
 
@@ -132,6 +134,8 @@ class SubspaceModalSolver:
         self._refresh_next = False
         self.last_timings: dict[str, float] = {}
         self.last_iterations = 0
+        #: LOBPCG iteration of the last solve at which stale factors were refreshed (None: not)
+        self.last_refresh_at: int | None = None
         self.n_factorizations = 0
         self.n_solves = 0
         self.n_cold_starts = 0
@@ -272,6 +276,7 @@ class SubspaceModalSolver:
         tol_all = np.full(b, max(self.tol, self.loose_tol))  # guard vectors: converged when loose
         tol_all[: min(self.accurate_modes or wanted, wanted)] = self.tol
         t_refresh = 0.0
+        self.last_refresh_at = None
         X, KX, MX, lam = _rayleigh_ritz([X0], [K @ X0], [M @ X0], b)[:4]
         sigma = self.shift
         active = np.arange(b)
@@ -291,11 +296,23 @@ class SubspaceModalSolver:
             converged[active[done]] = True  # soft locking: a converged vector gets no more directions
             if np.all(converged[:wanted]):
                 return X, lam, its, t_refresh
-            if its - its_at_refresh >= limit:
+            # Stale factors: extrapolate the residual's mean rate of decrease so far and refresh as
+            # soon as convergence is predicted beyond the limit, instead of finding out at the limit
+            # (a failed probe of stale factors then costs 2-3 iterations, not the whole limit).
+            wanted_active = active < wanted
+            excess = float(np.max(res[wanted_active] / tol_all[active][wanted_active]))
+            if its == its_at_refresh:
+                excess_start = excess
+            predicted_over = False
+            if not fresh and its - its_at_refresh >= 2:
+                rate = (excess / excess_start) ** (1.0 / (its - its_at_refresh))
+                predicted_over = rate >= 1.0 or its - its_at_refresh + np.log(excess) / -np.log(rate) > limit
+            if its - its_at_refresh >= limit or predicted_over:
                 if fresh:
                     raise _NotConverged(f"LOBPCG did not converge in {its} iterations on a fresh factorisation "
                                         f"(energy residual {res.max():.2e} > {self.tol:.0e})", t_refresh)
                 # The kept preconditioner has gone stale: refactorise and carry on from here.
+                self.last_refresh_at = its
                 t_refresh += self._factor(K, M)
                 fresh = True
                 limit = self.max_iterations

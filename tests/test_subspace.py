@@ -96,6 +96,20 @@ def test_single_precision_failure_falls_back_to_double(monkeypatch):
     assert solver.n_cold_starts == 1
 
 
+def test_a_failing_stale_probe_is_cut_short():
+    """Stale factors far from the design: the residual's rate of decrease predicts convergence
+    beyond the limit after two iterations, and the factors are refreshed there (not at the limit)."""
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
+    solver = SubspaceModalSolver(4)
+    x = np.full(model.n_elements, 0.5)
+    solver.solve(model.stiffness(x**3), model.mass(x))
+    y = np.clip(np.random.default_rng(0).uniform(0.05, 1.0, x.size), 1e-3, 1.0)
+    K, M = model.stiffness(y**3), model.mass(y)
+    modes = solver.solve(K, M)
+    assert solver.last_refresh_at is not None and solver.last_refresh_at <= 3 < solver.max_iterations
+    np.testing.assert_allclose(modes.eigenvalues, ModalSolver(4).solve(K, M).eigenvalues, rtol=1e-9)
+
+
 def test_refreshes_a_stale_factorisation():
     """A large jump in the design makes the kept factors a poor preconditioner: the solver must
     refactorise (and still agree with Lanczos)."""
