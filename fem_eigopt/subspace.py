@@ -23,9 +23,10 @@ cluster is complete, as in :class:`~fem_eigopt.modal.ModalSolver`) plus ``guard`
 speed convergence of the wanted ones (the rate of mode i is governed by λ_i / λ_{block+1}).
 The first design is solved by shift-invert Lanczos (ARPACK) for the whole block.
 
-Convergence: the relative residual ``‖K x − λ M x‖ / (‖K x‖ + |λ| ‖M x‖)`` of every wanted vector
-below ``tol`` or below its rounding floor (100 eps ‖|K||x|‖, relevant on fine meshes); eigenvalues,
-being Rayleigh quotients, are then accurate to about tol² (relative).
+Convergence: the energy-norm residual ``√(rᵀ T r / (λ − σ))``, r = K x − λ M x, about the relative
+error of the eigenvector in the energy norm (exact for a fresh T), of every wanted vector below
+``tol`` (the accurate ones and their cluster partners, see ``accurate_modes``) or ``loose_tol`` (the
+others); eigenvalues, being Rayleigh quotients, are then accurate to about tol² (relative).
 Clusters of repeated eigenvalues are invariant subspaces of the block: any basis of them is a
 valid result, and the design evaluator rotates it (see :mod:`fem_eigopt.evaluate`).
 """
@@ -63,8 +64,7 @@ class SubspaceModalSolver:
     cluster_tol : float
         Relative tolerance for repeated eigenvalues.
     tol : float
-        Relative residual ‖Kx − λMx‖ / (‖Kx‖ + |λ|‖Mx‖) at which a wanted eigenpair counts as
-        converged (or its rounding floor, whichever is larger).
+        Energy-norm residual (module docstring) at which an accurate eigenpair counts as converged.
     guard : int
         Extra block vectors beyond the ``n_modes + 1`` wanted ones.
     refresh_after : int
@@ -80,7 +80,9 @@ class SubspaceModalSolver:
         Only the first ``accurate_modes`` eigenpairs (those the responses differentiate, plus one to
         see whether their last cluster is complete) must reach ``tol``; the others, reported but not
         differentiated, stop at ``loose_tol`` (their eigenvalues, Rayleigh quotients, are then still
-        accurate to about loose_tol²). Default: all ``n_modes + 1``.
+        accurate to about loose_tol²). Default: all ``n_modes + 1``. A vector whose Ritz value
+        lies within ``CLUSTER_WINDOW`` (1 %, relative) of the last accurate one is its cluster
+        partner and converged to ``tol`` as well.
     loose_tol : float
         Residual tolerance of the modes beyond ``accurate_modes``.
     precision : "double" or "single"
@@ -106,6 +108,10 @@ class SubspaceModalSolver:
         The iteration of the last solve at which stale factors were refreshed midway.
     n_factorizations, n_solves, n_cold_starts : int
     """
+
+    #: relative eigenvalue distance within which a vector next to the accurate modes is treated
+    #: as their cluster partner (and converged as tightly)
+    CLUSTER_WINDOW = 1e-2
 
     def __init__(self, n_modes: int = 6, shift="auto", backend: str = "auto", cluster_tol: float = 1e-6,
                  tol: float = 1e-7, guard: int = 3, refresh_after: int = 12, max_iterations: int = 16,
@@ -271,13 +277,21 @@ class SubspaceModalSolver:
         ``fresh``: the factorisation belongs to this design (else it is stale and is refreshed
         midway once the iterations exceed what refactorising would cost, :meth:`_stale_limit`).
         """
-        wanted = self.n_modes + 1
         b = X0.shape[1]
-        tol_all = np.full(b, max(self.tol, self.loose_tol))  # guard vectors: converged when loose
-        tol_all[: min(self.accurate_modes or wanted, wanted)] = self.tol
         t_refresh = 0.0
         self.last_refresh_at = None
         X, KX, MX, lam = _rayleigh_ritz([X0], [K @ X0], [M @ X0], b)[:4]
+        # Tight tolerance for the accurate modes and for any vector clustered with the last of
+        # them: a (near-)degenerate partner locked at the loose tolerance is mixed back into the
+        # accurate vector by every Rayleigh-Ritz step (its error is then arbitrary within the pair)
+        # — measured on the 3D benchmark, whose 4th and 5th modes are a double pair: the 4th
+        # mode's residual rose from 7e-7 to 2e-6 after its partner was locked, costing 2-4 iterations.
+        tight = min(self.accurate_modes or self.n_modes + 1, self.n_modes + 1)
+        while tight < b and lam[tight] - lam[tight - 1] <= self.CLUSTER_WINDOW * max(abs(lam[tight]), 1e-300):
+            tight += 1
+        wanted = max(self.n_modes + 1, tight)
+        tol_all = np.full(b, max(self.tol, self.loose_tol))  # guard vectors: converged when loose
+        tol_all[:tight] = self.tol
         sigma = self.shift
         active = np.arange(b)
         converged = np.zeros(b, dtype=bool)
