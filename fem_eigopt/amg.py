@@ -80,7 +80,6 @@ References
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
 from dataclasses import dataclass
@@ -90,6 +89,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import InputError
+from .linalg import BlockOperator, _mkl_sparse
 from .modal import Modes, modes_from_vectors
 
 logger = logging.getLogger(__name__)
@@ -145,37 +145,7 @@ def _constant_modes(n: int, dim: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- #
-# sparse × dense blocks
-
-
-class _Descr(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("mode", ctypes.c_int), ("diag", ctypes.c_int)]
-
-
-_mkl = None  # MKL's sparse BLAS (False: unavailable)
-
-
-def _mkl_sparse():
-    """MKL's inspector–executor sparse BLAS from the ``mkl_rt`` the PARDISO backend loads, or None."""
-    global _mkl
-    if _mkl is None:
-        try:
-            from . import linalg
-
-            linalg._load_mkl_pardiso()
-            lib = linalg._mkl_library
-            vp, ci = ctypes.c_void_p, ctypes.c_int
-            lib.mkl_sparse_d_create_csr.argtypes = [ctypes.POINTER(vp), ci, ci, ci, vp, vp, vp, vp]
-            lib.mkl_sparse_d_create_csr.restype = ci
-            lib.mkl_sparse_d_mm.argtypes = [ci, ctypes.c_double, vp, _Descr, ci, vp, ci, ci, ctypes.c_double, vp, ci]
-            lib.mkl_sparse_d_mm.restype = ci
-            lib.mkl_sparse_destroy.argtypes = [vp]
-            lib.mkl_sparse_destroy.restype = ci
-            _mkl = lib
-        except Exception as exc:  # no MKL on this platform: SciPy's products
-            logger.debug("MKL sparse BLAS unavailable (%s): SciPy sparse products", exc)
-            _mkl = False
-    return _mkl or None
+# MKL threads (sparse × dense blocks: fem_eigopt.linalg.BlockOperator)
 
 
 class _MKLThreads:
@@ -196,52 +166,6 @@ class _MKLThreads:
     def __exit__(self, *exc: object) -> None:
         if self.fn is not None:
             self.fn(self.previous)  # 0 = back to MKL's global setting
-
-
-class BlockOperator:
-    """``A @ X`` for blocks X (n, k): MKL's ``mkl_sparse_d_mm`` when available (measured 2× faster
-    than SciPy's ``csr_matvecs`` for k = 7 on a 7M-nonzero stiffness matrix, one thread), SciPy
-    for single vectors and everywhere else. Holds no copy of A."""
-
-    _SPARSE_OPERATION_NON_TRANSPOSE, _SPARSE_MATRIX_TYPE_GENERAL, _SPARSE_LAYOUT_ROW_MAJOR = 10, 20, 101
-
-    def __init__(self, A: sp.spmatrix, use_mkl: bool = True) -> None:
-        self.A = A if sp.isspmatrix_csr(A) else sp.csr_matrix(A)
-        self.shape = self.A.shape
-        self._handle = None
-        lib = _mkl_sparse() if use_mkl else None
-        if (lib is not None and self.A.dtype == np.float64 and self.A.nnz < 2**31 - 1
-                and self.A.indptr.dtype == np.int32 and self.A.indices.dtype == np.int32):
-            self.A.data = np.ascontiguousarray(self.A.data)
-            handle = ctypes.c_void_p()
-            status = lib.mkl_sparse_d_create_csr(
-                ctypes.byref(handle), 0, self.shape[0], self.shape[1], self.A.indptr.ctypes.data,
-                self.A.indptr[1:].ctypes.data, self.A.indices.ctypes.data, self.A.data.ctypes.data)
-            if status == 0:
-                self._handle, self._lib = handle, lib
-
-    def __matmul__(self, X: np.ndarray) -> np.ndarray:
-        if self._handle is None or X.ndim != 2 or X.shape[1] < 2 or X.dtype != np.float64:
-            return self.A @ X
-        X = np.ascontiguousarray(X)
-        k = X.shape[1]
-        Y = np.empty((self.shape[0], k))
-        status = self._lib.mkl_sparse_d_mm(
-            self._SPARSE_OPERATION_NON_TRANSPOSE, 1.0, self._handle, _Descr(self._SPARSE_MATRIX_TYPE_GENERAL, 0, 0),
-            self._SPARSE_LAYOUT_ROW_MAJOR, X.ctypes.data, k, k, 0.0, Y.ctypes.data, k)
-        if status != 0:
-            raise RuntimeError(f"mkl_sparse_d_mm failed with status {status}")
-        return Y
-
-    def diagonal(self) -> np.ndarray:
-        if getattr(self, "_diagonal", None) is None:
-            self._diagonal = self.A.diagonal()
-        return self._diagonal
-
-    def __del__(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self._lib.mkl_sparse_destroy(self._handle)
-            self._handle = None
 
 
 # --------------------------------------------------------------------------------------------- #

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .errors import InputError
-from .linalg import Factorization, limited_threads, make_factorization
+from .linalg import Factorization, limited_threads, make_factorization, sparse_matmul
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def normalize_modes(vectors: np.ndarray, M: sp.spmatrix) -> np.ndarray:
     backends. The first entry within 1e-6 (relative) of the largest magnitude decides instead.
     """
     X = np.array(vectors, dtype=float, copy=True)
-    norms = np.sqrt(np.einsum("ij,ij->j", X, M @ X))
+    norms = np.sqrt(np.einsum("ij,ij->j", X, sparse_matmul(M, X)))
     X /= norms
     mag = np.abs(X)
     idx = np.argmax(mag >= (1.0 - 1e-6) * mag.max(axis=0), axis=0)
@@ -231,7 +231,7 @@ def modes_from_vectors(vectors: np.ndarray, K, M: sp.spmatrix, n_modes: int, shi
         Log a warning when the last requested mode's cluster continues beyond it.
     """
     vecs = normalize_modes(vectors, M)
-    vals = np.einsum("ij,ij->j", vecs, K @ vecs)
+    vals = np.einsum("ij,ij->j", vecs, sparse_matmul(K, vecs))
     order = np.argsort(vals)
     vals, vecs = vals[order], vecs[:, order]
     scale = max(abs(vals[-1]), stiffness_scale * 1e-12)

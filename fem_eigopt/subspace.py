@@ -41,7 +41,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import InputError
-from .linalg import Factorization, limited_threads, make_factorization
+from .linalg import Factorization, limited_threads, make_factorization, sparse_matmul
 from .modal import ModalSolver, Modes, modes_from_vectors, shifted_matrix
 
 logger = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ class SubspaceModalSolver:
         b = X0.shape[1]
         t_refresh = 0.0
         self.last_refresh_at = None
-        X, KX, MX, lam = _rayleigh_ritz([X0], [K @ X0], [M @ X0], b)[:4]
+        X, KX, MX, lam = _rayleigh_ritz([X0], [sparse_matmul(K, X0)], [sparse_matmul(M, X0)], b)[:4]
         # Tight tolerance for the accurate modes and for any vector clustered with the last of
         # them: a (near-)degenerate partner locked at the loose tolerance is mixed back into the
         # accurate vector by every Rayleigh-Ritz step (its error is then arbitrary within the pair)
@@ -335,7 +335,7 @@ class SubspaceModalSolver:
                 W = self.factorization.solve(np.ascontiguousarray(R)).reshape(R.shape)
             W = W[:, ~done]
             next_active = active[~done]
-            blocks, K_blocks, M_blocks = [X, W], [KX, K @ W], [MX, M @ W]
+            blocks, K_blocks, M_blocks = [X, W], [KX, sparse_matmul(K, W)], [MX, sparse_matmul(M, W)]
             if P is not None:
                 blocks.append(P[:, next_active])
                 K_blocks.append(KP[:, next_active])
