@@ -76,14 +76,15 @@ Usage::
 
     python benchmarks/bench_pymoto.py [--sizes 200x100,400x200,40x20x20] [--iterations 30]
         [--repeats 1] [--eigensolver auto[,arpack,subspace,amg]] [--fe-algorithm MMA[,LD_MMA]]
-        [--fe-move 0.1] [--eigen-tol TOL] [--start example|feasible] [--quick]
+        [--fe-move 0.1] [--eigen-tol TOL] [--precision auto|double|single] [--start example|feasible] [--quick]
 
 ``--quick`` runs tiny sizes for a few iterations (a smoke test, well under a minute).
 ``--eigensolver`` goes to ``fe.Analysis(eigensolver=...)``; a comma-separated list runs each in
 turn; a value that fails is reported in its row and the benchmark goes on. ``--fe-algorithm``
 likewise (every eigen solver with every algorithm); ``--eigen-tol`` sets
 ``fe.Analysis(eigen_tol=...)`` (default: each solver's own; ARPACK's is machine precision, as
-pyMOTO's ``eigsh``).
+pyMOTO's ``eigsh``) and ``--precision`` ``fe.Analysis(preconditioner_precision=...)`` (default
+``auto``: single-precision factors for the subspace solver with PARDISO).
 
 Reading the output
 ------------------
@@ -309,7 +310,7 @@ def run_pymoto(nx: int, ny: int, nz: int, iterations: int, example_passive: bool
 
 
 def build_fem_problem(nx: int, ny: int, nz: int, eigensolver: str, backend: str = "auto",
-                      objective_scale: float = 1.0, eigen_tol: float | None = None):
+                      objective_scale: float = 1.0, eigen_tol: float | None = None, precision: str = "auto"):
     """The same problem as an ``fem_eigopt.Problem`` (see the module docstring).
 
     The objective is ``objective_scale · h / h0``; 1 is fem_eigopt's convention (its objectives
@@ -351,7 +352,8 @@ def build_fem_problem(nx: int, ny: int, nz: int, eigensolver: str, backend: str 
     return fe.Problem(
         mesh=mesh, element=element, material=material,
         supports=[fe.Support("left")],
-        analysis=fe.Analysis(n_modes=N_MODES, backend=backend, eigensolver=eigensolver, eigen_tol=eigen_tol),
+        analysis=fe.Analysis(n_modes=N_MODES, backend=backend, eigensolver=eigensolver, eigen_tol=eigen_tol,
+                             preconditioner_precision=precision),
         design=fe.DensityDesign(initial=VOLFRAC, x_min=0.0, stiffness=fe.SIMP(PENALTY, e_min=E_MIN),
                                 mass=fe.TwoRangeMass(MASS_THRESHOLD), filter="density",
                                 filter_radius=FILTER_RADIUS, passive_solid=nondesign),
@@ -453,7 +455,8 @@ CYCLE_LIMIT = 200
 
 def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backend: str = "auto",
             objective_scale: float = 1.0, start: float = VOLFRAC, nlopt_params: dict | None = None,
-            algorithm: str = "LD_MMA", move: float = 0.1, eigen_tol: float | None = None) -> dict:
+            algorithm: str = "LD_MMA", move: float = 0.1, eigen_tol: float | None = None,
+            precision: str = "auto") -> dict:
     """Set up the problem in fem_eigopt and run ``iterations`` NLopt MMA outer iterations.
 
     ``start`` is the uniform starting value of the design variables (the example's: 0.5).
@@ -463,7 +466,7 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
     import fem_eigopt as fe
     from fem_eigopt.optimize import default_settings
 
-    problem = build_fem_problem(nx, ny, nz, eigensolver, backend, objective_scale, eigen_tol)
+    problem = build_fem_problem(nx, ny, nz, eigensolver, backend, objective_scale, eigen_tol, precision)
     to_100 = OBJECTIVE_SCALE / objective_scale
     evaluator = fe.DesignEvaluator(problem)
     x0, lower, upper = evaluator.start()
@@ -573,7 +576,8 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
         n_design=int(evaluator.n_design), n_dofs=int(evaluator.model.n_free), setup_s=setup, loop_s=loop,
         initial_eigenvalues=lam0.tolist(), iterations=rows, completed=len(rows), final=final,
         extra_evaluations=len(group), status=status, start_note=start_note,
-        info=f"eigen solver {type(solver).__name__} ({evaluator.n_modes} modes), "
+        info=f"eigen solver {type(solver).__name__} ({evaluator.n_modes} modes"
+             + (f", {solver.precision}-precision preconditioner" if hasattr(solver, "precision") else "") + "), "
              f"factorisation {getattr(solver, 'backend', '?')}, {settings.algorithm}"
              + (f" (move limit {move:g})" if own else "")
              + (f", eigen_tol {eigen_tol:g}" if eigen_tol is not None else ""),
@@ -610,6 +614,7 @@ def run_job(job: Job, size: str, iterations: int, args: argparse.Namespace, star
             cmd += ["--eigensolver", job.eigensolver, "--fe-algorithm", job.algorithm, "--fe-move", repr(args.fe_move)]
             if args.eigen_tol is not None:
                 cmd += ["--eigen-tol", repr(args.eigen_tol)]
+            cmd += ["--precision", args.precision]
         if args.example_passive:
             cmd.append("--example-passive")
         if job.tool == "fem":
@@ -744,7 +749,7 @@ def worker_main(args: argparse.Namespace) -> int:
         else:
             res = run_fem(nx, ny, nz, args.iterations, args.eigensolver, args.backend, args.fe_scale if args.fe_scale is not None else 1.0,
                           args.start_value, parse_nlopt(args.fe_nlopt), args.fe_algorithm, args.fe_move,
-                          args.eigen_tol)
+                          args.eigen_tol, args.precision)
     except Exception as exc:  # noqa: BLE001 - reported by the parent in the tool's row
         label = "pyMOTO" if args.worker == "pymoto" else fem_label(args.eigensolver, args.fe_algorithm)
         res = dict(label=label, error=f"{type(exc).__name__}: {exc}")
@@ -772,6 +777,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "per iteration, move limit --fe-move) and/or LD_MMA (NLopt's CCSA form)")
     parser.add_argument("--fe-move", type=float, default=0.1,
                         help="move limit of fem_eigopt's MMA (default 0.1, pyMOTO's in the example)")
+    parser.add_argument("--precision", choices=("auto", "double", "single"), default="auto",
+                        help="fem_eigopt Analysis.preconditioner_precision (the subspace solver's factorisation; "
+                             "default auto)")
     parser.add_argument("--eigen-tol", type=float, default=None,
                         help="fem_eigopt Analysis.eigen_tol (iterative eigen solvers; default: the solver's)")
     parser.add_argument("--fe-nlopt", default="",

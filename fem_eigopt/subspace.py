@@ -88,8 +88,9 @@ class SubspaceModalSolver:
     precision : "double" or "single"
         Precision of the kept factorisation T. ``"single"`` (PARDISO only) halves the memory traffic
         of the factorisation and of every preconditioner solve — measured 2.0x faster both on the
-        52 920-dof 3D benchmark model, and 1.8x faster MMA iterations there with the same LOBPCG
-        iteration counts and the same objective history to the printed digits (LOBPCG needs only
+        52 920-dof 3D benchmark model (1.3x and 1.6x on 2D ones), and 1.8x (2D: 1.2x) faster MMA
+        iterations with the same LOBPCG iteration counts and the same objective history to the
+        printed digits (LOBPCG needs only
         a good preconditioner, not an exact one; convergence is judged on the double-precision
         residual). The cold start (shift-invert Lanczos, which needs exact solves) keeps its own
         double-precision factorisation, freed once it is done. Should LOBPCG fail even on fresh

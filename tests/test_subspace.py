@@ -171,10 +171,11 @@ def test_factory_choices():
     assert ModalSolver(4).tol == 0.0
     with pytest.raises(fe.InputError, match="eigen_tol"):
         fe.Analysis(eigen_tol=2.0)
-    # single-precision preconditioning: by default in 3D (when PARDISO is there), never in 2D
-    pardiso = "pardiso" in available_backends()
-    assert make_modal_solver(4, auto, model=model3, repeated=True).precision == ("single" if pardiso else "double")
-    assert make_modal_solver(4, fe.Analysis(eigensolver="subspace"), model=model).precision == "double"
+    # single-precision preconditioning: by default when PARDISO is there
+    default = "single" if "pardiso" in available_backends() else "double"
+    assert make_modal_solver(4, auto, model=model3, repeated=True).precision == default
+    assert make_modal_solver(4, fe.Analysis(eigensolver="subspace"), model=model).precision == default
+    assert make_modal_solver(4, fe.Analysis(eigensolver="subspace", backend="superlu"), model=model).precision == "double"
     assert make_modal_solver(4, fe.Analysis(eigensolver="subspace", preconditioner_precision="double"),
                              model=model3).precision == "double"
     with pytest.raises(fe.InputError, match="preconditioner_precision = 'half'"):
