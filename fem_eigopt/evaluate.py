@@ -39,6 +39,7 @@ from .adjoint import element_energies, eigenvector_adjoint
 from .assembly import Model, build_model
 from .errors import InputError, fail
 from .filters import DensityChain, DensityFilter, DesignMap, HeavisideProjection, HelmholtzFilter, element_volumes
+from .linalg import sparse_matmul
 from .modal import Modes, make_modal_solver
 from .objectives import ModalState, Partials, Response, VolumeConstraint
 from .optimizer import Evaluation
@@ -277,7 +278,7 @@ class DesignEvaluator:
             lam_bar = float(np.mean(modes.eigenvalues[idx]))
             Phi = vectors[:, idx]
             D = self.model._csr(dK - lam_bar * dM)
-            F = Phi.T @ (D @ Phi)
+            F = Phi.T @ sparse_matmul(D, Phi)
             _, Q = np.linalg.eigh(0.5 * (F + F.T))
             vectors[:, idx] = Phi @ Q
         return vectors
