@@ -73,7 +73,6 @@ def test_single_precision_preconditioner_gives_the_same_modes(name, over):
         mac = np.abs(np.einsum("ij,ij->j", a.vectors, M @ b.vectors))
         np.testing.assert_allclose(mac, 1.0, atol=1e-8)
     assert single.precision == "single" and single.n_cold_starts == 1
-    assert single.n_factorizations < single.n_solves
 
 
 @PARDISO
