@@ -7,7 +7,7 @@ frequency stays at or above ``f_min_hz`` — the "bracket above 200 Hz" requirem
 second constraint) the second frequency stays above ``1.5 f_min_hz`` so the design does not
 trade its fundamental for a low second mode.
 
-Units: SI (m, Pa, kg, Hz). The solid plate has f1 ≈ 1.03 kHz with the instrument at
+Units: SI (m, Pa, kg, Hz). The solid plate has f1 ≈ 1.00 kHz (1000.5 Hz) with the instrument at
 the default mesh, so the default target 200 Hz leaves room to remove material.
 """
 
