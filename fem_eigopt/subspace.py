@@ -93,9 +93,8 @@ class SubspaceModalSolver:
         of the factorisation and of every preconditioner solve — measured 2.0x faster both on the
         52 920-dof 3D benchmark model (1.3x and 1.6x on 2D ones), and 1.8x (2D: 1.2x) faster MMA
         iterations with the same LOBPCG iteration counts and the same objective history to the
-        printed digits (LOBPCG needs only
-        a good preconditioner, not an exact one; convergence is judged on the double-precision
-        residual). The cold start (shift-invert Lanczos, which needs exact solves) keeps its own
+        printed digits (LOBPCG needs only a good preconditioner, not an exact one; convergence is
+        judged on the double-precision residual). The cold start (shift-invert Lanczos, which needs exact solves) keeps its own
         double-precision factorisation, freed once it is done. Should LOBPCG fail even on fresh
         single-precision factors, or PARDISO refuse them, the solver switches to double for the
         rest of the run.
