@@ -70,7 +70,7 @@ from typing import Literal, Optional, Union
 
 import numpy as np
 
-__all__ = ["MMA", "Subproblem", "SubproblemSolution", "subsolve"]
+__all__ = ["MMA", "Subproblem", "SubproblemSolution", "dual_subsolve", "subsolve"]
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +276,197 @@ def _max_step(sp: Subproblem, v: _PD, d: _PD) -> float:
     return 1.0 / worst
 
 
+# ----------------------------------------------------------------------------------------------
+# the dual subproblem solver (a = 0, d > 0: the plain nonlinear-programming form)
+
+
+@dataclass
+class _DualPoint:
+    """The minimiser (x, y) of the Lagrangian at multipliers λ, with what the dual iteration
+    reuses: W(λ), ∇W, p̃ = p0 + Pᵀλ, q̃ = q0 + Qᵀλ, 1/(u − x), 1/(x − l)."""
+
+    lam: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    W: float
+    grad: np.ndarray
+    pl: np.ndarray
+    ql: np.ndarray
+    inv_ux: np.ndarray
+    inv_xl: np.ndarray
+
+
+def _dual_point(sp: Subproblem, lam: np.ndarray) -> _DualPoint:
+    """The minimiser (x, y) of the Lagrangian at multipliers λ ≥ 0, the dual function W(λ) and
+    its gradient ∇W = g̃(x) − y − b.
+
+    For fixed λ the Lagrangian separates: each x_j minimises ``p̃_j/(u_j − x) + q̃_j/(x − l_j)``
+    (p̃ = p0 + Pᵀλ, q̃ = q0 + Qᵀλ), whose stationary point is the closed form
+    ``x = (√p̃ l + √q̃ u)/(√p̃ + √q̃)`` (Svanberg 1987, eq. 24), clipped to [α, β] (the function
+    is convex); each ``y_i = max(0, (λ_i − c_i)/d_i)``; z = 0 since a = 0.
+    """
+    pl = sp.p0 + lam @ sp.P
+    ql = sp.q0 + lam @ sp.Q
+    # in place where it is free: every temporary over n is an allocation (and, above glibc's
+    # mmap threshold, page faults), which measured slower than the arithmetic itself
+    rp, rq = np.sqrt(pl), np.sqrt(ql)
+    x = rp * sp.low
+    x += rq * sp.upp
+    rp += rq
+    x /= rp
+    np.maximum(x, sp.alpha, out=x)
+    np.minimum(x, sp.beta, out=x)
+    inv_ux = np.subtract(sp.upp, x, out=rp)
+    np.reciprocal(inv_ux, out=inv_ux)
+    inv_xl = np.subtract(x, sp.low, out=rq)
+    np.reciprocal(inv_xl, out=inv_xl)
+    y = np.maximum(lam - sp.c, 0.0) / sp.d
+    grad = sp.P @ inv_ux + sp.Q @ inv_xl - y - sp.b
+    W = float(pl @ inv_ux + ql @ inv_xl) + float(sp.c @ y + 0.5 * (sp.d * y) @ y - lam @ y - lam @ sp.b)
+    return _DualPoint(lam, x, y, W, grad, pl, ql, inv_ux, inv_xl)
+
+
+def _dual_hessian(sp: Subproblem, pt: _DualPoint) -> np.ndarray:
+    """−∇²W (m × m, positive semi-definite) at λ: ``Σ_j G_j G_jᵀ / L''_j`` over the x_j strictly
+    inside [α, β] (the others do not move with λ), plus 1/d_i where y_i > 0.
+
+    G = ∂g̃/∂x (m × n) and L''_j = ∂²L/∂x_j² = 2 p̃_j/(u − x)³ + 2 q̃_j/(x − l)³, from
+    dx/dλ = −G / L'' (implicit differentiation of the stationarity condition).
+    """
+    a2, b2 = pt.inv_ux * pt.inv_ux, pt.inv_xl * pt.inv_xl
+    G = sp.P * a2 - sp.Q * b2
+    curvature = 2.0 * (pt.pl * a2 * pt.inv_ux + pt.ql * b2 * pt.inv_xl)
+    weight = np.where((pt.x > sp.alpha) & (pt.x < sp.beta), 1.0 / curvature, 0.0)
+    H = (G * weight) @ G.T
+    H[np.diag_indices_from(H)] += np.where(pt.lam > sp.c, 1.0 / sp.d, 0.0)
+    return H
+
+
+def dual_subsolve(sp: Subproblem, rtol: float = 1e-12, max_iterations: int = 200,
+                  lam0: np.ndarray | None = None) -> SubproblemSolution | None:
+    """Solve the MMA subproblem through its dual (Svanberg 1987, section 4), for a = 0 and d > 0.
+
+    The dual function W(λ) = min_{x, y} L(x, y, λ) is concave and continuously differentiable on
+    λ ≥ 0 with ∇W = g̃(x(λ)) − y(λ) − b (:func:`_dual_point`, x(λ) in closed form), so the
+    subproblem reduces to an m-dimensional bound-constrained maximisation: a few passes over the
+    n variables per step instead of the interior point's Newton systems over all its n-vectors.
+
+    * m = 1: ∇W is continuous and non-increasing in λ; its root in λ ≥ 0 (or λ = 0 when
+      ∇W(0) ≤ 0) is found by Newton's method safeguarded by bisection in a bracket.
+    * m > 1: projected Newton (Bertsekas 1982) on the free multipliers with an Armijo search
+      along the projection arc.
+
+    The solution meets the subproblem's KKT conditions to rounding: x minimises the Lagrangian
+    exactly, and ``|∇W_i| ≤ rtol·scale_i`` for λ_i > 0 (``∇W_i ≤`` that for λ_i = 0), scale_i the
+    sum of the magnitudes of the terms of constraint i.
+
+    Parameters
+    ----------
+    sp : Subproblem
+    rtol : float
+        Relative tolerance on ∇W (above).
+    max_iterations : int
+        Newton steps at most.
+    lam0 : ndarray (m,), optional
+        Starting multipliers (the previous MMA iteration's: they change little from one
+        subproblem to the next, which saves most of the steps); default 0.
+
+    Returns
+    -------
+    SubproblemSolution or None
+        None when the iteration did not converge (the caller falls back to the interior point).
+    """
+    m = sp.a.size
+    abs_P, abs_Q = np.abs(sp.P), np.abs(sp.Q)
+
+    def tolerance(pt: _DualPoint) -> np.ndarray:
+        return rtol * (abs_P @ pt.inv_ux + abs_Q @ pt.inv_xl + np.abs(sp.b) + pt.y) + 1e-300
+
+    def solution(pt: _DualPoint, steps: int) -> SubproblemSolution:
+        projected = np.where(pt.lam > 0.0, pt.grad, np.maximum(pt.grad, 0.0))
+        return SubproblemSolution(x=pt.x, y=pt.y, z=0.0, lam=pt.lam, newton_steps=steps,
+                                  residual=float(np.max(np.abs(projected), initial=0.0)))
+
+    if m == 0:
+        return solution(_dual_point(sp, np.zeros(0)), 0)
+    if m == 1:
+        return _dual_root(sp, tolerance, solution, max_iterations,
+                          0.0 if lam0 is None else float(np.asarray(lam0).reshape(1)[0]))
+    start = np.zeros(m) if lam0 is None else np.maximum(np.asarray(lam0, dtype=float).reshape(m), 0.0)
+    pt = _dual_point(sp, start)
+    for steps in range(max_iterations):
+        projected = np.where(pt.lam > 0.0, pt.grad, np.maximum(pt.grad, 0.0))
+        if np.all(np.abs(projected) <= tolerance(pt)):
+            return solution(pt, steps)
+        # multipliers at their bound whose gradient pushes outwards stay there for this step
+        free = ~((pt.lam <= 0.0) & (pt.grad <= 0.0))
+        H = _dual_hessian(sp, pt)
+        direction = np.zeros(m)
+        Hf = H[np.ix_(free, free)]
+        Hf[np.diag_indices_from(Hf)] += 1e-14 * max(float(np.trace(Hf)), 1e-300)
+        try:
+            direction[free] = np.linalg.solve(Hf, pt.grad[free])
+        except np.linalg.LinAlgError:
+            direction[free] = 0.0
+        if not np.all(np.isfinite(direction)) or direction @ pt.grad <= 0.0:
+            # no usable curvature (every x at a step bound and y = 0): gradient ascent, scaled
+            # by the largest curvature (the line search takes it from there)
+            direction = np.where(free, pt.grad, 0.0) / max(float(np.max(np.diag(H))), 1e-300)
+        t = 1.0
+        size = np.linalg.norm(projected)
+        for _ in range(60):
+            trial = _dual_point(sp, np.maximum(pt.lam + t * direction, 0.0))
+            # Armijo on W; near the solution W is flat to rounding (|ΔW| ~ 1e-16 |W| while ∇W is
+            # still above the tolerance), so a step that shrinks the projected gradient counts too
+            if trial.W >= pt.W + 1e-4 * float(pt.grad @ (trial.lam - pt.lam)) or (
+                    np.linalg.norm(np.where(trial.lam > 0.0, trial.grad, np.maximum(trial.grad, 0.0))) < 0.5 * size):
+                break
+            t *= 0.5
+        else:
+            return None
+        if np.array_equal(trial.lam, pt.lam):
+            return None
+        pt = trial
+    return None
+
+
+def _dual_root(sp: Subproblem, tolerance, solution, max_iterations: int, lam0: float) -> SubproblemSolution | None:
+    """m = 1: the root of the non-increasing ∇W(λ) on λ ≥ 0 by Newton's method kept inside a
+    bracket [lo, hi] with ∇W(lo) > 0 > ∇W(hi) (bisection where Newton would leave it), the
+    bracket grown from ``lam0`` by factors of 4."""
+    pt = _dual_point(sp, np.zeros(1))
+    if pt.grad[0] <= tolerance(pt)[0]:
+        return solution(pt, 0)  # the constraint is inactive
+    lo, hi = 0.0, math.inf
+    guess = lam0 if lam0 > 0.0 and math.isfinite(lam0) else 1.0
+    steps = 1
+    while steps < 200:  # ∇W(λ) → −∞ as λ grows (through y), so a bracket exists
+        steps += 1
+        pt = _dual_point(sp, np.array([guess]))
+        if pt.grad[0] < 0.0:
+            hi = guess
+        else:
+            lo = guess
+        if math.isfinite(hi):
+            break
+        guess *= 4.0
+    else:
+        return None
+    for steps in range(steps, steps + max_iterations):
+        value = float(pt.lam[0])
+        if abs(pt.grad[0]) <= tolerance(pt)[0] or hi - lo <= 4e-16 * hi:
+            return solution(pt, steps)
+        slope = -_dual_hessian(sp, pt)[0, 0]  # d∇W/dλ ≤ 0
+        newton = value - pt.grad[0] / slope if slope < 0.0 else math.nan
+        value = newton if lo < newton < hi else 0.5 * (lo + hi)
+        pt = _dual_point(sp, np.array([value]))
+        if pt.grad[0] > 0.0:
+            lo = value
+        else:
+            hi = value
+    return None
+
+
 #: a level of the interior-point method ends early when its last _STALL_STEPS Newton steps
 #: decreased the residual norm by less than _STALL_DECREASE (relative, in total)
 _STALL_STEPS = 10
@@ -283,13 +474,23 @@ _STALL_DECREASE = 0.1
 
 
 def subsolve(sp: Subproblem, epsimin: float = 1e-7, system: Literal["auto", "m", "n"] = "auto",
-             max_newton: int = 200, max_halvings: int = 50) -> SubproblemSolution:
-    """Solve the MMA subproblem by the primal–dual interior-point method (Svanberg 2007, ``subsolv``).
+             max_newton: int = 200, max_halvings: int = 50,
+             method: Literal["auto", "dual", "interior"] = "auto",
+             lam0: np.ndarray | None = None) -> SubproblemSolution:
+    """Solve the MMA subproblem: through its dual, or by the primal–dual interior-point method
+    (Svanberg 2007, ``subsolv``).
 
     Parameters
     ----------
     sp : Subproblem
         The subproblem, n variables and m constraints.
+    method : {"auto", "dual", "interior"}
+        ``"dual"``: :func:`dual_subsolve` (needs a = 0 and d > 0, the form :class:`MMA` builds by
+        default; exact to rounding and ~15x faster at 20 000 variables); ``"interior"``: the
+        interior-point method below; ``"auto"``: the dual where it applies and converges, else
+        the interior point.
+    lam0 : ndarray (m,), optional
+        Starting multipliers for the dual solver (the interior point starts from its own point).
     epsimin : float
         Last value of the perturbation ε (the sequence is 1, 0.1, …, down to ``epsimin``).
     system : {"auto", "m", "n"}
@@ -305,6 +506,18 @@ def subsolve(sp: Subproblem, epsimin: float = 1e-7, system: Literal["auto", "m",
     SubproblemSolution
     """
     n, m = sp.p0.size, sp.a.size
+    if method not in ("auto", "dual", "interior"):
+        raise ValueError(f"method = {method!r}; allowed: 'auto', 'dual', 'interior'")
+    dual_applies = bool(np.all(sp.a == 0.0) and np.all(sp.d > 0.0))
+    if method == "dual" and not dual_applies:
+        raise ValueError("the dual subproblem solver needs a = 0 and d > 0")
+    if method != "interior" and dual_applies:
+        sol = dual_subsolve(sp, lam0=lam0)
+        if sol is not None:
+            return sol
+        if method == "dual":
+            raise RuntimeError("the dual MMA subproblem solver did not converge")
+        logger.debug("MMA subproblem: the dual iteration did not converge; interior point instead")
     if system == "auto":
         system = "m" if n > m else "n"
     x = 0.5 * (sp.alpha + sp.beta)
@@ -390,6 +603,10 @@ class MMA:
     initial_asymptote : float or ndarray (n,), optional
         Initial asymptote distance s₀ (absolute) of the first two iterations; None:
         ``asyinit·(x_max − x_min)``. The first steps are then at most ``0.9·s₀``.
+    subproblem_solver : {"auto", "dual", "interior"}
+        How each subproblem is solved (:func:`subsolve`): ``"auto"`` (default) through its dual
+        when a = 0 (the dual is exact to rounding and ~15x faster at 20 000 variables; it
+        starts from the previous iteration's multipliers), else by the interior-point method.
 
     Attributes
     ----------
@@ -407,7 +624,8 @@ class MMA:
                  c: ArrayLike = 1000.0, d: ArrayLike = 1.0, a0: float = 1.0, a: ArrayLike = 0.0,
                  asyinit: float = 0.5, asyincr: float = 1.2, asydecr: float = 0.7,
                  asymin: float = 0.01, asymax: float = 10.0, albefa: float = 0.1, raa0: float = 1e-5,
-                 epsimin: float = 1e-7, initial_asymptote: Optional[ArrayLike] = None) -> None:
+                 epsimin: float = 1e-7, initial_asymptote: Optional[ArrayLike] = None,
+                 subproblem_solver: Literal["auto", "dual", "interior"] = "auto") -> None:
         if n < 1 or m < 0:
             raise ValueError(f"MMA needs n >= 1 and m >= 0, got n = {n}, m = {m}")
         self.n, self.m = int(n), int(m)
@@ -427,6 +645,9 @@ class MMA:
         self.asyinit, self.asyincr, self.asydecr = float(asyinit), float(asyincr), float(asydecr)
         self.asymin, self.asymax = float(asymin), float(asymax)
         self.albefa, self.raa0, self.epsimin = float(albefa), float(raa0), float(epsimin)
+        if subproblem_solver not in ("auto", "dual", "interior"):
+            raise ValueError(f"subproblem_solver = {subproblem_solver!r}; allowed: 'auto', 'dual', 'interior'")
+        self.subproblem_solver = subproblem_solver
         self.range = self.upper - self.lower
         free = self.range > 0
         # variables with x_min = x_max are left out of the subproblem (zero asymptote distance)
@@ -519,7 +740,8 @@ class MMA:
         b = P @ (1.0 / ux) + Q @ (1.0 / xl) - g
         sp = Subproblem(low=low, upp=upp, alpha=alpha, beta=beta, p0=p0, q0=q0, P=P, Q=Q,
                         a0=self.a0, a=self.a, b=b, c=self.c, d=self.d)
-        sol = subsolve(sp, self.epsimin)
+        sol = subsolve(sp, self.epsimin, method=self.subproblem_solver,
+                       lam0=None if self.last is None else self.last.lam)
         self.last = sol
 
         x_new = x.copy()
