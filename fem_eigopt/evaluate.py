@@ -113,10 +113,11 @@ class DesignEvaluator:
         if self.n_modes >= self.model.n_free:
             raise fail(problem.label, f"the responses need {self.n_modes} modes; allowed: fewer than the "
                        f"{self.model.n_free} free dofs")
-        # Modes up to the highest one a response uses, plus one (is its cluster complete?), are
-        # differentiated and must be accurate; the others are only reported.
+        # Modes up to the highest one a response uses are differentiated and must be accurate
+        # (iterative solvers add what they need to see whether the last one's cluster is
+        # complete); the others are only reported.
         self.solver = make_modal_solver(self.n_modes, a, backend=backend, model=self.model, repeated=True,
-                                        accurate_modes=max_mode + 1)
+                                        accurate_modes=max_mode)
         self.n_design = self.chain.n_active
         self._bound_slices: list[slice] = []
         start = 0

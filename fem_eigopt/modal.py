@@ -264,7 +264,10 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
         ``"auto"`` then picks the warm-started solver for 3D models.
     accurate_modes : int, optional
         Leading eigenpairs that must be accurate to the solver's full tolerance because they are
-        differentiated (iterative solvers may stop the others earlier).
+        differentiated (iterative solvers may stop the others earlier). Whether the last of them
+        is part of a cluster must be decided on accurate eigenvalues too: the subspace solver
+        converges its cluster partners (Ritz values within 1 %) tightly, the AMG solver the next
+        mode whatever its distance.
     """
     kind = analysis.eigensolver
     if kind == "auto":
@@ -280,7 +283,8 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
     if kind == "amg":
         from .amg import AMGModalSolver  # imported on demand: pyamg is only needed here
 
-        return AMGModalSolver(n_modes, model=model, accurate_modes=accurate_modes, **common)
+        return AMGModalSolver(n_modes, model=model, **common,
+                              accurate_modes=None if accurate_modes is None else accurate_modes + 1)
     if kind == "subspace":
         from .linalg import default_backend
         from .subspace import SubspaceModalSolver

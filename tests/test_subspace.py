@@ -167,6 +167,10 @@ def test_factory_choices():
     loose = make_modal_solver(4, fe.Analysis(eigensolver="subspace", eigen_tol=1e-5), model=model)
     assert loose.tol == 1e-5 and SubspaceModalSolver(4).tol == 1e-7
     assert make_modal_solver(4, fe.Analysis(eigensolver="arpack", eigen_tol=1e-8), model=model).tol == 1e-8
+    # the differentiated modes: the subspace solver adds their last cluster's partners itself
+    # (window), the AMG solver converges one more mode tightly
+    assert make_modal_solver(4, fe.Analysis(eigensolver="subspace"), model=model, accurate_modes=3).accurate_modes == 3
+    assert make_modal_solver(4, fe.Analysis(eigensolver="amg"), model=model3, accurate_modes=3).accurate_modes == 4
     assert ModalSolver(4).tol == 0.0
     with pytest.raises(fe.InputError, match="eigen_tol"):
         fe.Analysis(eigen_tol=2.0)
