@@ -307,8 +307,8 @@ class SubspaceModalSolver:
         its = its_at_refresh = 0
         limit = self.max_iterations if fresh else self._stale_limit()
         while True:
-            R = KX[:, active] - MX[:, active] * lam[active]
-            W = self.factorization.solve(np.ascontiguousarray(R)).reshape(R.shape)
+            R = _columns(KX, active) - _columns(MX, active) * lam[active]
+            W = self.factorization.solve(R).reshape(R.shape)
             # Energy-norm residual: √(rᵀ T r / (λ − σ)) ≈ the eigenvector's relative error in the
             # energy norm (exact for a fresh T), the quantity the sensitivities φ_eᵀK_eφ_e depend on.
             # The Euclidean ‖Kx − λMx‖ would demand far more: it weighs the error's high-frequency
@@ -340,17 +340,22 @@ class SubspaceModalSolver:
                 limit = self.max_iterations
                 its_at_refresh = its
                 logger.debug("subspace solver: refreshed the factorisation after %d iterations", its)
-                W = self.factorization.solve(np.ascontiguousarray(R)).reshape(R.shape)
-            W = W[:, ~done]
+                W = self.factorization.solve(R).reshape(R.shape)
             next_active = active[~done]
+            W = W if next_active.size == active.size else W[:, ~done]
             blocks, K_blocks, M_blocks = [X, W], [KX, sparse_matmul(K, W)], [MX, sparse_matmul(M, W)]
             if P is not None:
-                blocks.append(P[:, next_active])
-                K_blocks.append(KP[:, next_active])
-                M_blocks.append(MP[:, next_active])
-            X, KX, MX, lam, P, KP, MP = _rayleigh_ritz(blocks, K_blocks, M_blocks, b)
+                blocks.append(_columns(P, next_active))
+                K_blocks.append(_columns(KP, next_active))
+                M_blocks.append(_columns(MP, next_active))
+            X, KX, MX, lam, P, KP, MP = _rayleigh_ritz(blocks, K_blocks, M_blocks, b, ritz_values=lam)
             active = next_active
             its += 1
+
+
+def _columns(A: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``A[:, index]``, without the copy when ``index`` is every column (0, 1, …)."""
+    return A if index.size == A.shape[1] else A[:, index]
 
 
 class _NotConverged(RuntimeError):
@@ -361,9 +366,12 @@ class _NotConverged(RuntimeError):
         self.seconds = seconds
 
 
-def _rayleigh_ritz(blocks, K_blocks, M_blocks, b: int):
+def _rayleigh_ritz(blocks, K_blocks, M_blocks, b: int, ritz_values: np.ndarray | None = None):
     """The ``b`` lowest Ritz pairs of (K, M) in the span of ``blocks`` (lists of (n, ·) arrays whose
     K- and M-products are given), M-orthonormal.
+
+    ``ritz_values``: the first block holds M-orthonormal Ritz vectors with these Ritz values (the
+    previous call's result), so its own Gram blocks are I and diag(λ) and are not computed.
 
     The basis is orthonormalised through the eigen-decomposition of its scaled Gram matrix SᵀMS,
     dropping directions below 1e-12 of the largest (LOBPCG's blocks become nearly dependent as it
@@ -385,6 +393,10 @@ def _rayleigh_ritz(blocks, K_blocks, M_blocks, b: int):
         si = slice(offsets[i], offsets[i + 1])
         for j in range(i, nb):
             sj = slice(offsets[j], offsets[j + 1])
+            if i == j == 0 and ritz_values is not None:
+                G[si, sj] = np.eye(sizes[0])
+                A[si, sj] = np.diag(ritz_values)
+                continue
             G[si, sj] = blocks[i].T @ M_blocks[j]
             A[si, sj] = blocks[i].T @ K_blocks[j]
             if j > i:
