@@ -177,7 +177,8 @@ class Analysis:
         ``"subspace"``: block solver warm-started from the previous modes and preconditioned by a
         factorisation kept from an earlier design (refreshed when convergence slows);
         ``"amg"``: LOBPCG with an algebraic-multigrid preconditioner, no factorisation (large 3D);
-        ``"auto"``: ``"subspace"`` when optimising a 3D model, else ``"arpack"`` (measured fastest).
+        ``"auto"``: ``"subspace"`` when optimising a 3D model or a 2D one with at least 10 000
+        free dofs, else ``"arpack"`` (measured fastest).
     eigen_tol : float or None
         Convergence tolerance of the eigen solver. ``"subspace"``, ``"amg"``: the relative
         residual of every differentiated eigenpair in the energy norm, about the relative error of

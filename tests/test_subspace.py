@@ -13,7 +13,7 @@ from fem_eigopt.assembly import build_model
 from fem_eigopt.evaluate import DesignEvaluator
 from fem_eigopt.gradcheck import check_evaluator
 from fem_eigopt.linalg import available_backends
-from fem_eigopt.modal import ModalSolver, make_modal_solver
+from fem_eigopt.modal import SUBSPACE_MIN_DOFS_2D, ModalSolver, make_modal_solver
 from fem_eigopt.problem import load_problem
 from fem_eigopt.subspace import SubspaceModalSolver
 
@@ -161,6 +161,13 @@ def test_factory_choices():
     assert isinstance(make_modal_solver(4, auto, model=model, repeated=True), ModalSolver)
     assert isinstance(make_modal_solver(4, auto, model=model3, repeated=True), SubspaceModalSolver)
     assert isinstance(make_modal_solver(4, auto, model=model3, repeated=False), ModalSolver)
+    # 2D: the warm-started solver from SUBSPACE_MIN_DOFS_2D free dofs on (the beams stay on ARPACK)
+    big = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "200", "ny": "25"}))
+    assert model.n_free < SUBSPACE_MIN_DOFS_2D <= big.n_free
+    assert isinstance(make_modal_solver(4, auto, model=big, repeated=True), SubspaceModalSolver)
+    assert isinstance(make_modal_solver(4, auto, model=big, repeated=False), ModalSolver)
+    default_beam = build_model(load_problem(REPO / "problems" / "beam.py"))
+    assert isinstance(make_modal_solver(4, auto, model=default_beam, repeated=True), ModalSolver)
     assert isinstance(make_modal_solver(4, fe.Analysis(eigensolver="subspace"), model=model), SubspaceModalSolver)
     with pytest.raises(fe.InputError, match="eigensolver"):
         fe.Analysis(eigensolver="lanczos")
