@@ -27,7 +27,13 @@ note, written here from its formulas:
   a₀ = 1, a_i = 0, c_i = 1000, d_i = 1, so that it is feasible even when the current design is
   not (y > 0 relaxes a constraint at the price c_i y_i: c must be large compared with the
   objective's scale for the constraints to win);
-* **subproblem solver** (``subsolv``): a primal–dual interior-point method on the perturbed KKT
+* **subproblem solver**: by default through the subproblem's **dual** (:func:`dual_subsolve`;
+  Svanberg 1987, section 4): for a = 0 the Lagrangian's minimiser x(λ) is in closed form, and the
+  concave dual is maximised over λ ≥ 0 — a safeguarded Newton root for one constraint, projected
+  Newton for several, started from the previous iteration's multipliers; exact to rounding and
+  measured 10–15x faster than the interior point at 20 000–80 000 variables (m = 1: ~3 ms against
+  ~50 ms at 20 000). The fallback, and the solver for a ≠ 0 (``subsolv``): a primal–dual
+  interior-point method on the perturbed KKT
   conditions, ε = 1, 0.1, …, 1e-7, Newton steps with the step length kept inside the positive
   orthant and halved until the residual norm decreases. The Newton system is reduced to
   (m + 1) × (m + 1) unknowns (dλ, dz) when n > m, else to (n + 1) × (n + 1) unknowns (dx, dz):

@@ -79,8 +79,10 @@ the customary value being 0.2 of the density range) use segments of ``segment_ev
 the first steps.
 
 Our MMA ("our MMA" rows; its move limit is a fraction of each variable's own range, its
-evaluations are its iterations + 1) ends about 1e-7 relative from f* rather than NLopt's 1e-9:
-the interior-point subproblem (ε down to 1e-7) leaves active constraints ε/λ inside. The
+evaluations are its iterations + 1) ended about 1e-7 relative from f* rather than NLopt's 1e-9
+when these numbers were measured with the interior-point subproblem solver (ε down to 1e-7
+leaves active constraints ε/λ inside; the dual subproblem solver, the default since, is exact to
+rounding and puts them on the constraint). The
 40-segment beam (bounds [1e-3, 100], start 50, tip segments optimal at x = 6.06) is where the
 move limit matters: a step of 10 (move 0.1) takes the thin tip segments from 10 to the lower
 bound, onto the 1/x³ wall the nearly linear approximation (asymptotes ≥ 0.01·range = 1 away) does
