@@ -100,8 +100,12 @@ class TwoRangeMass(Interpolation):
         x = np.asarray(x, dtype=float)
         c = self.threshold**-5
         low = x <= self.threshold
-        value = np.where(low, c * x**6, x)
-        deriv = np.where(low, 6.0 * c * x**5, 1.0)
+        # the powers only where they are used (the same numbers as evaluating them everywhere)
+        x_low = x[low]
+        value = x.copy()
+        value[low] = c * x_low**6
+        deriv = np.ones_like(x)
+        deriv[low] = 6.0 * c * x_low**5
         return value, deriv
 
 
