@@ -333,7 +333,11 @@ class Model:
     def mass(self, scale: np.ndarray | None = None) -> sp.csr_matrix:
         """M on the free dofs (element mass factors ``scale`` plus the point masses)."""
         s = np.ones(self.n_elements) if scale is None else np.asarray(scale, dtype=float)
-        return self._csr(self.assemble_M @ s + self.point_mass_data)
+        data = self.assemble_M @ s
+        # in place, the same numbers as `data + point_mass_data` without another nnz-long array
+        # (a fresh 34 MB temporary costs ~5 ms of page faults at 53k dofs in 3D)
+        data += self.point_mass_data
+        return self._csr(data)
 
     def with_element_matrices(self, Ke: np.ndarray, Me: np.ndarray, basis: skfem.Basis | None = None) -> "Model":
         """A model with new element matrices (e.g. after node coordinates moved) on the same pattern.

@@ -311,12 +311,15 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
     return ModalSolver(n_modes, shift=analysis.shift, backend=backend or analysis.backend, **common)
 
 
-def shifted_matrix(K: sp.csr_matrix, M: sp.csr_matrix, sigma: float) -> sp.csr_matrix:
+def shifted_matrix(K: sp.csr_matrix, M: sp.csr_matrix, sigma: float, out: np.ndarray | None = None) -> sp.csr_matrix:
     """``K - σM``; when K and M share their index arrays (the assembler's case) so does the result,
-    which lets a factorisation see that only values changed."""
+    which lets a factorisation see that only values changed. ``out`` (nnz,): an array to hold the
+    result's values (the caller's, reused between designs; see :func:`fem_eigopt.linalg.reusable`)."""
     if K.indptr is M.indptr and K.indices is M.indices:
         A = sp.csr_matrix(K.shape)
-        A.indptr, A.indices, A.data = K.indptr, K.indices, K.data - sigma * M.data
+        data = np.multiply(M.data, sigma, out=out)  # K.data − σ M.data, the same numbers
+        np.subtract(K.data, data, out=data)
+        A.indptr, A.indices, A.data = K.indptr, K.indices, data
         A.has_sorted_indices = True
         return A
     return sp.csr_matrix(K - sigma * M)

@@ -41,7 +41,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import InputError
-from .linalg import Factorization, limited_threads, make_factorization, sparse_matmul
+from .linalg import Factorization, limited_threads, make_factorization, reusable, sparse_matmul
 from .modal import ModalSolver, Modes, modes_from_vectors, shifted_matrix
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ class SubspaceModalSolver:
             self.factorization = make_factorization(self.backend, precision)
         self.shift: float | None = self._cold.shift
         self._X: np.ndarray | None = None
+        self._shifted: np.ndarray | None = None  # values of K − σM, refilled per factorisation
         self._refresh_next = False
         self.last_timings: dict[str, float] = {}
         self.last_iterations = 0
@@ -210,7 +211,8 @@ class SubspaceModalSolver:
 
     def _factor(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
         t0 = time.perf_counter()
-        A = shifted_matrix(K, M, self.shift)
+        self._shifted = reusable(self._shifted, K.data.shape)  # only the factorisation reads it
+        A = shifted_matrix(K, M, self.shift, out=self._shifted if K.indptr is M.indptr else None)
         try:
             self.factorization.factor(A, positive_definite=self.shift < 0)
         except np.linalg.LinAlgError as exc:

@@ -10,7 +10,7 @@ from skfem.helpers import ddot, dot, sym_grad, trace
 
 import fem_eigopt as fe
 from fem_eigopt.assembly import build_model
-from fem_eigopt.linalg import available_backends, make_factorization, sparse_matmul
+from fem_eigopt.linalg import available_backends, csr_matvec_into, make_factorization, reusable, sparse_matmul
 from fem_eigopt.modal import ModalSolver, shifted_matrix
 
 STEEL_2D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="plane_stress", thickness=0.01)
@@ -153,6 +153,26 @@ def test_sparse_matmul_is_scipys_product_bit_for_bit():
     assert np.array_equal(sparse_matmul(dense, X), dense @ X)
 
 
+def test_products_into_kept_buffers_are_scipys_numbers():
+    """csr_matvec_into and shifted_matrix(out=) give SciPy's numbers bit for bit in the caller's
+    array; reusable keeps a matching buffer and replaces a mismatched one."""
+    model = build_model(small_problem("hex1"))
+    K, M = model.stiffness(), model.mass()
+    rng = np.random.default_rng(5)
+    s = rng.uniform(0.1, 1.0, model.n_elements)
+    out = np.full(model.assemble_K.shape[0], np.nan)
+    got = csr_matvec_into(model.assemble_K, s, out)
+    assert got is out and np.array_equal(out, model.assemble_K @ s)
+    buffer = reusable(None, K.data.shape)
+    assert reusable(buffer, K.data.shape) is buffer
+    assert reusable(buffer, (K.data.size + 1,)) is not buffer
+    assert reusable(buffer, K.data.shape, np.float32).dtype == np.float32
+    A = shifted_matrix(K, M, 123.0, out=buffer)
+    assert A.data is buffer and A.indptr is K.indptr
+    assert np.array_equal(A.data, shifted_matrix(K, M, 123.0).data)
+    assert np.array_equal(A.data, K.data - 123.0 * M.data)  # the expression it replaces
+
+
 @pytest.mark.skipif("pardiso" not in available_backends(), reason="MKL PARDISO not installed")
 def test_single_precision_pardiso_is_a_float32_factorisation():
     """precision="single": factors in float32 (a preconditioner) — residual near float32's
@@ -172,7 +192,14 @@ def test_single_precision_pardiso_is_a_float32_factorisation():
         assert x.dtype == np.float64
         errors.append(np.linalg.norm(A @ x - b) / np.linalg.norm(b))
     assert 1e-9 < errors[0] < 1e-3 and errors[1] < 1e-12, errors
-    single.factor(shifted_matrix(K, M, -2 * lam1))
+    # a refactorisation refills the kept value arrays in place and solves the new matrix
+    A2 = shifted_matrix(K, M, -2 * lam1)
+    for f, tol in ((single, 1e-3), (double, 1e-12)):
+        values = f._a
+        f.factor(A2)
+        assert f._a is values
+        assert np.linalg.norm(A2 @ f.solve(b) - b) / np.linalg.norm(b) < tol
+        assert not np.allclose(f.solve(b), np.linalg.solve(A.toarray(), b), rtol=1e-2)  # not A's answer
     assert (single.n_symbolic, single.n_numeric) == (1, 2)
     single.release()
     single.factor(A)
