@@ -668,6 +668,8 @@ class AMGModalSolver:
         self.shift_factor = float(shift)
         self.reuse = reuse
         self.accurate_modes = accurate_modes
+        #: log a warning when the last returned mode's cluster continues beyond it
+        self.warn_incomplete_cluster = True
         self.loose_tol = float(loose_tol)
         self.fallback = int(fallback)
         self.rebuild_spread = float(rebuild_spread)
@@ -816,7 +818,8 @@ class AMGModalSolver:
         self.last_timings = {"setup": t_setup, "eigensolve": time.perf_counter() - t0 - t_setup}
 
         self.n_solves += 1
-        return modes_from_vectors(vecs, Kop, M, self.n_modes, self.shift, self.cluster_tol, stiffness_scale=scale)
+        return modes_from_vectors(vecs, Kop, M, self.n_modes, self.shift, self.cluster_tol, stiffness_scale=scale,
+                                  warn=self.warn_incomplete_cluster)
 
     def _account(self, iterations: int, seconds: float, converged: bool) -> None:
         """Rent or buy: rebuild once the iterations beyond those of the last solve with a fresh

@@ -134,6 +134,8 @@ class SubspaceModalSolver:
         self.max_iterations = int(max_iterations)
         self.threads = threads
         self.accurate_modes = accurate_modes
+        #: log a warning when the last returned mode's cluster continues beyond it
+        self.warn_incomplete_cluster = True
         self.loose_tol = float(loose_tol)
         self._cold = ModalSolver(1, shift=shift, backend=backend, cluster_tol=cluster_tol)
         self._cold.warn_incomplete_cluster = False  # its block includes guard vectors
@@ -277,7 +279,8 @@ class SubspaceModalSolver:
         self.n_solves += 1
 
         return modes_from_vectors(X[:, :wanted], K, M, m, self.shift, self.cluster_tol,
-                                  stiffness_scale=abs(self.shift) / ModalSolver.AUTO_SHIFT_FACTOR)
+                                  stiffness_scale=abs(self.shift) / ModalSolver.AUTO_SHIFT_FACTOR,
+                                  warn=self.warn_incomplete_cluster)
 
     def _iterate(self, K: sp.csr_matrix, M: sp.csr_matrix, X0: np.ndarray,
                  fresh: bool = False) -> tuple[np.ndarray, np.ndarray, int, float]:

@@ -154,6 +154,29 @@ def test_partner_of_the_last_accurate_mode_is_converged_as_tightly():
         assert got.next_eigenvalue == pytest.approx(ref.eigenvalues[4], rel=1e-10)
 
 
+def test_incomplete_cluster_warning_only_for_modes_someone_asked_for(caplog):
+    """The square cantilever's 4th and 5th modes are a pair: a solver returning 4 modes warns that
+    the last one's cluster continues (unless told not to); the evaluator tells it not to when it
+    added that mode itself (to judge the cluster of the last mode a response uses)."""
+    model = build_model(load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "10", "ny": "3", "nz": "3"}))
+    K, M = model.stiffness(), model.mass()
+    with caplog.at_level("WARNING", logger="fem_eigopt.modal"):
+        SubspaceModalSolver(4).solve(K, M)
+    assert "part of a cluster that continues beyond it" in caplog.text
+    caplog.clear()
+    quiet = SubspaceModalSolver(4)
+    quiet.warn_incomplete_cluster = False
+    with caplog.at_level("WARNING", logger="fem_eigopt.modal"):
+        quiet.solve(K, M)
+    assert caplog.text == ""
+    base = load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "10", "ny": "3", "nz": "3", "n_bound": "3"})
+    for n_modes, warns in ((3, False), (6, True)):  # the bound formulation uses modes 1-3
+        problem = dataclasses.replace(base, analysis=dataclasses.replace(base.analysis, n_modes=n_modes))
+        evaluator = DesignEvaluator(problem)
+        assert evaluator.n_modes == max(n_modes, 4)
+        assert evaluator.solver.warn_incomplete_cluster is warns
+
+
 def test_factory_choices():
     model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "16", "ny": "4"}))
     model3 = build_model(load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "4", "ny": "2", "nz": "2"}))
