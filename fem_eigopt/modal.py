@@ -314,7 +314,8 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
 def shifted_matrix(K: sp.csr_matrix, M: sp.csr_matrix, sigma: float, out: np.ndarray | None = None) -> sp.csr_matrix:
     """``K - σM``; when K and M share their index arrays (the assembler's case) so does the result,
     which lets a factorisation see that only values changed. ``out`` (nnz,): an array to hold the
-    result's values (the caller's, reused between designs; see :func:`fem_eigopt.linalg.reusable`)."""
+    result's values in that case (the caller's, reused between designs; see
+    :func:`fem_eigopt.linalg.reusable`); ignored when the patterns differ."""
     if K.indptr is M.indptr and K.indices is M.indices:
         A = sp.csr_matrix(K.shape)
         data = np.multiply(M.data, sigma, out=out)  # K.data − σ M.data, the same numbers

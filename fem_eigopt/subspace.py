@@ -98,8 +98,8 @@ class SubspaceModalSolver:
         52 920-dof 3D benchmark model (1.3x and 1.6x on 2D ones), and 1.8x (2D: 1.2x) faster MMA
         iterations with the same LOBPCG iteration counts and the same objective history to the
         printed digits (LOBPCG needs only a good preconditioner, not an exact one; convergence is
-        judged on the double-precision residual). The cold start (shift-invert Lanczos, which needs exact solves) keeps its own
-        double-precision factorisation, freed once it is done. Should LOBPCG fail even on fresh
+        judged on the double-precision residual). The cold start (shift-invert Lanczos, which
+        needs exact solves) keeps its own double-precision factorisation, freed once it is done. Should LOBPCG fail even on fresh
         single-precision factors, or PARDISO refuse them, the solver switches to double for the
         rest of the run.
 
@@ -214,7 +214,7 @@ class SubspaceModalSolver:
     def _factor(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
         t0 = time.perf_counter()
         self._shifted = reusable(self._shifted, K.data.shape)  # only the factorisation reads it
-        A = shifted_matrix(K, M, self.shift, out=self._shifted if K.indptr is M.indptr else None)
+        A = shifted_matrix(K, M, self.shift, out=self._shifted)
         try:
             self.factorization.factor(A, positive_definite=self.shift < 0)
         except np.linalg.LinAlgError as exc:
