@@ -146,18 +146,25 @@ def test_passive_solid_elements_stay_solid():
 # Regression numbers of short coarse runs (obtained once with this code, MMA, pardiso; superlu
 # agrees to the printed precision). They guard the whole pipeline: problem file → evaluator →
 # NLopt → summary. The physics is checked by the Taylor tests above and test_theory.py.
+# Entries: evaluations, summary key, index into it, relative tolerance of the final value.
+# The beam's run is chaotic from its 4th evaluation: NLopt's MMA rescales each variable's
+# asymptotes by the sign of its last two steps, and most steps of evaluation 3 are ~0, so
+# rounding-level differences (MKL 2025.3 / SciPy 1.16 against MKL 2026.2 / SciPy 1.17) gave
+# ω1 = 82.343 and 85.272 after 12 evaluations; the other files agreed to 1e-5 there. Hence 5 %
+# for the beam's final value, and for every file the objective at the 3rd evaluation, before
+# any such amplification (both environments agreed to 2e-8), to 1e-6.
 SHORT_RUNS = {
-    "beam.py": (12, "omega_final", 0, None),
-    "bracket.py": (12, "volume_fraction", None, None),
-    "cantilever3d.py": (8, "omega_final", 0, None),
-    "gap.py": (12, "omega_final", 1, None),
-    "mode_shape.py": (10, "objective", None, None),
+    "beam.py": (12, "omega_final", 0, 5e-2),
+    "bracket.py": (12, "volume_fraction", None, 1e-4),
+    "cantilever3d.py": (8, "omega_final", 0, 1e-4),
+    "gap.py": (12, "omega_final", 1, 1e-4),
+    "mode_shape.py": (10, "objective", None, 1e-4),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SHORT_RUNS))
 def test_short_run_of_every_problem_file(name, tmp_path):
-    n_eval, key, index, reference = SHORT_RUNS[name]
+    n_eval, key, index, rel = SHORT_RUNS[name]
     run = optimize(coarse(name), out_dir=tmp_path, max_eval=n_eval, progress=False)
     s = run.summary
     assert s["evaluations"] == n_eval
@@ -173,8 +180,20 @@ def test_short_run_of_every_problem_file(name, tmp_path):
     assert on_disk["omega_final"] == pytest.approx(s["omega_final"])
     np.testing.assert_allclose(np.asarray(s["frequencies_hz_final"]) * 2 * np.pi, s["omega_final"], rtol=1e-12)
     value = s[key] if index is None else s[key][index]
-    assert value == pytest.approx(REFERENCE[name], rel=1e-4)
+    assert value == pytest.approx(REFERENCE[name], rel=rel)
+    history = (run.run_dir / "history.csv").read_text().splitlines()
+    third = dict(zip(history[0].split(","), history[3].split(",")))
+    assert float(third["eval"]) == 3
+    assert float(third["f"]) == pytest.approx(OBJECTIVE_AT_THIRD_EVALUATION[name], rel=1e-6)
 
+
+OBJECTIVE_AT_THIRD_EVALUATION: dict[str, float] = {
+    "beam.py": -0.99646977,
+    "bracket.py": 0.9870702943,
+    "cantilever3d.py": -1.005286165,
+    "gap.py": -13.2560827,
+    "mode_shape.py": 0.7715188298,
+}
 
 REFERENCE: dict[str, float] = {
     "beam.py": 82.34332973335016,
