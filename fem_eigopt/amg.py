@@ -89,7 +89,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import InputError
-from .linalg import BlockOperator, _mkl_sparse
+from .linalg import BlockOperator, _mkl_sparse, ritz_pairs
 from .modal import Modes, modes_from_vectors
 
 logger = logging.getLogger(__name__)
@@ -439,27 +439,6 @@ class _VCycleSolve:
 # LOBPCG
 
 
-def _rayleigh_ritz(GK: np.ndarray, GM: np.ndarray, m: int, drop: float = 1e-8):
-    """The m smallest Ritz pairs of the pencil (GK, GM) of a possibly dependent basis.
-
-    Columns are scaled to unit M-norm, the Gram matrix is diagonalised and directions with
-    eigenvalues below ``drop`` times the largest are dropped (a numerically dependent basis), the
-    projected stiffness is diagonalised. Returns (θ (m,), C (s, m)) with ``CᵀGM C = I``.
-    """
-    d = np.sqrt(np.clip(np.diag(GM), 0.0, None))
-    d[d == 0.0] = 1.0
-    Gm = GM / np.outer(d, d)
-    Gk = GK / np.outer(d, d)
-    w, V = np.linalg.eigh(0.5 * (Gm + Gm.T))
-    keep = w > drop * w.max()
-    Q = V[:, keep] / np.sqrt(w[keep])
-    H = Q.T @ Gk @ Q
-    theta, Y = np.linalg.eigh(0.5 * (H + H.T))
-    if theta.size < m:
-        raise np.linalg.LinAlgError(f"LOBPCG basis of rank {theta.size} < block size {m}")
-    return theta[:m], (Q @ Y[:, :m]) / d[:, None]
-
-
 def _gram(blocks) -> tuple[np.ndarray, np.ndarray]:
     """Gram matrices SᵀKS and SᵀMS of S = [B_1, B_2, …] from the blocks and their products, block
     by block (no copy of S: at a million dofs a stacked S, KS, MS cost 0.5 s per iteration)."""
@@ -512,7 +491,7 @@ def lobpcg(K, M, X: np.ndarray, precond, n_wanted: int | None = None, tol: float
     tol_w = np.broadcast_to(np.asarray(tol, dtype=float), (n_wanted,))
     tol_all = np.concatenate([tol_w, np.full(m - n_wanted, tol_w.max())])
     KX, MX = K @ X, M @ X
-    theta, C = _rayleigh_ritz(X.T @ KX, X.T @ MX, m)
+    theta, C = ritz_pairs(X.T @ KX, X.T @ MX, m)
     X, KX, MX = X @ C, KX @ C, MX @ C
     P = KP = MP = None
     # Rounding in K @ x is about eps·‖K‖·‖x‖: a mode whose λ is ~1e-14 of K's largest (a solid
@@ -545,13 +524,13 @@ def lobpcg(K, M, X: np.ndarray, precond, n_wanted: int | None = None, tol: float
         KW, MW = K @ W, M @ W
         blocks = [(X, KX, MX), (W, KW, MW)] + ([(P, KP, MP)] if P is not None else [])
         GK, GM = _gram(blocks)
-        theta_new, C = _rayleigh_ritz(GK, GM, m)
+        theta_new, C = ritz_pairs(GK, GM, m)
         if P is not None and theta_new[0] < -1e-6 * abs(theta[-1]):
             # a negative Ritz value of a definite pencil: rounding in a nearly dependent basis
             # (seen at cond(K, M) ~ 1e16, solid islands in void). Restart without P.
             blocks = blocks[:2]
             k2 = m + W.shape[1]
-            theta_new, C = _rayleigh_ritz(GK[:k2, :k2], GM[:k2, :k2], m)
+            theta_new, C = ritz_pairs(GK[:k2, :k2], GM[:k2, :k2], m)
         theta = theta_new
         # P = [W, P] C_rest, X = X C_x + P (and the same combinations of the K and M products)
         rows = np.cumsum([0] + [b[0].shape[1] for b in blocks])

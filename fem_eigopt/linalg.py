@@ -28,6 +28,7 @@ import glob
 import logging
 import os
 import sys
+import time
 from typing import Callable
 
 import numpy as np
@@ -39,7 +40,7 @@ from .errors import InputError
 logger = logging.getLogger(__name__)
 
 __all__ = ["Factorization", "available_backends", "make_factorization", "default_backend", "limited_threads",
-           "BlockOperator", "csr_matvec_into", "reusable", "sparse_matmul"]
+           "BlockOperator", "csr_matvec_into", "dense_matmul", "reusable", "ritz_pairs", "sparse_matmul"]
 
 
 class Factorization:
@@ -127,16 +128,34 @@ class PardisoFactorization(Factorization):
         residual 1e-2 in 3D, 0.2 in 2D on SIMP designs with E_min = 1e-9 — which is fine for a
         preconditioner (:class:`~fem_eigopt.subspace.SubspaceModalSolver`, the eigenvector
         adjoint's MINRES) and wrong for anything needing exact solves (shift-invert Lanczos).
+    multi_rhs : "block", "columns" or "auto"
+        How a solve with k ≥ 2 right-hand sides runs: ``"block"``, one PARDISO call for all
+        (the default); ``"columns"``, one call per column; ``"auto"``, whichever the solves so
+        far showed to be faster for that k (each way is timed :attr:`TUNING_SAMPLES` times per k,
+        alternating, then the faster minimum wins; the timings restart with a new pattern). Why:
+        PARDISO's multi-RHS solve has a large fixed cost on 2D models — measured at 40 400
+        unknowns (single precision, 2 threads): 1 column 2.2 ms, 2 columns 14 ms as a block
+        against 3.7 ms one by one, 6 columns 15.6 against 11 ms — while in 3D it is properly
+        blocked (52 920 unknowns: 6 columns 38 ms as a block, 75 ms one by one). The two ways
+        agree to rounding, not bit for bit, so ``"auto"`` (a timing-based choice) is for
+        preconditioners only.
     """
 
     name = "pardiso"
     #: unknowns below which PARDISO runs one thread (see ``threads``)
     SMALL = 20_000
+    #: timed solves per way and per number of columns before ``multi_rhs="auto"`` decides
+    TUNING_SAMPLES = 3
 
-    def __init__(self, threads: int | None = None, precision: str = "double") -> None:
+    def __init__(self, threads: int | None = None, precision: str = "double", multi_rhs: str = "block") -> None:
         if precision not in ("double", "single"):
             raise InputError(f"PARDISO precision {precision!r}; allowed: 'double', 'single'")
+        if multi_rhs not in ("block", "columns", "auto"):
+            raise InputError(f"PARDISO multi_rhs {multi_rhs!r}; allowed: 'block', 'columns', 'auto'")
         self.precision = precision
+        self.multi_rhs = multi_rhs
+        #: ``multi_rhs="auto"``: seconds of the timed solves, {k: ([block...], [columns...])}
+        self._rhs_timings: dict[int, tuple[list[float], list[float]]] = {}
         self._dtype = np.float32 if precision == "single" else np.float64
         self._lib = _load_mkl_pardiso()
         self._set_local_threads = _load_mkl_function("MKL_Set_Num_Threads_Local")
@@ -260,6 +279,7 @@ class PardisoFactorization(Factorization):
             self._mtype = mtype
             self._set_iparm()
             self._a = A.data[self._upper_pos].astype(self._dtype)
+            self._rhs_timings = {}
             self._call(11)
             self.n_symbolic += 1
         else:
@@ -274,8 +294,31 @@ class PardisoFactorization(Factorization):
         self.n_numeric += 1
 
     def solve(self, b: np.ndarray) -> np.ndarray:
-        x = self._call(33, b)
+        k = b.shape[1] if b.ndim == 2 else 1
+        if k < 2 or self.multi_rhs == "block":
+            x = self._call(33, b)
+        elif self.multi_rhs == "columns":
+            x = self._solve_columns(b)
+        else:
+            x = self._solve_tuned(b)
         return x if x.dtype == np.float64 else x.astype(np.float64)
+
+    def _solve_columns(self, b: np.ndarray) -> np.ndarray:
+        x = np.empty(b.shape, dtype=self._dtype, order="F")
+        for j in range(b.shape[1]):
+            x[:, j] = self._call(33, b[:, j])
+        return x
+
+    def _solve_tuned(self, b: np.ndarray) -> np.ndarray:
+        """Block or column by column, whichever was faster for this number of columns."""
+        block_times, column_times = self._rhs_timings.setdefault(b.shape[1], ([], []))
+        if len(block_times) >= self.TUNING_SAMPLES and len(column_times) >= self.TUNING_SAMPLES:
+            return self._call(33, b) if min(block_times) <= min(column_times) else self._solve_columns(b)
+        by_block = len(block_times) <= len(column_times)
+        t0 = time.perf_counter()
+        x = self._call(33, b) if by_block else self._solve_columns(b)
+        (block_times if by_block else column_times).append(time.perf_counter() - t0)
+        return x
 
 
 class CholmodFactorization(Factorization):
@@ -419,8 +462,9 @@ class BlockOperator:
 
     Measured 4-5x faster than SciPy's single-threaded ``csr_matvecs`` for 3-8 columns on 2 cores
     (52 920-dof hex8 K: 15 -> 2.8 ms; 40 400-dof quad4 K: 4.2 -> 1.1 ms; 2x with one thread on a
-    7M-nonzero K) and bitwise equal to it: every output entry is the same sequential sum over its
-    row, the threads split rows. (``mkl_sparse_d_mv``, for single vectors, is not used: its
+    7M-nonzero K) and equal to it to rounding: the MKL this was first measured with summed each row
+    sequentially like SciPy, bit for bit (the threads split rows); MKL 2025.3 and 2026.2 round
+    about half the entries one ulp differently. (``mkl_sparse_d_mv``, for single vectors, is not used: its
     vectorised row sums round differently.)
     """
 
@@ -442,16 +486,32 @@ class BlockOperator:
                 self._handle, self._lib = handle, lib
 
     def __matmul__(self, X: np.ndarray) -> np.ndarray:
+        return self.matmul(X)
+
+    def matmul(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``A @ X``, written into ``out`` (m, k) when given (row-major rows, unit column stride:
+        e.g. a column slice of a C-ordered array, filled in place); returns the product."""
         if self._handle is None or X.ndim != 2 or X.shape[1] < 2 or X.dtype != np.float64:
-            return self.A @ X
-        X = np.ascontiguousarray(X)
+            Y = self.A @ X
+            if out is None:
+                return Y
+            out[...] = Y
+            return out
+        if X.strides[1] != X.itemsize or X.strides[0] % X.itemsize:
+            X = np.ascontiguousarray(X)
         k = X.shape[1]
-        Y = np.empty((self.shape[0], k))
+        direct = (out is not None and out.dtype == np.float64 and out.shape == (self.shape[0], k)
+                  and out.strides[1] == out.itemsize and out.strides[0] % out.itemsize == 0)
+        Y = out if direct else np.empty((self.shape[0], k))
         status = self._lib.mkl_sparse_d_mm(
             self._SPARSE_OPERATION_NON_TRANSPOSE, 1.0, self._handle, _Descr(self._SPARSE_MATRIX_TYPE_GENERAL, 0, 0),
-            self._SPARSE_LAYOUT_ROW_MAJOR, X.ctypes.data, k, k, 0.0, Y.ctypes.data, k)
+            self._SPARSE_LAYOUT_ROW_MAJOR, X.ctypes.data, k, X.strides[0] // X.itemsize, 0.0, Y.ctypes.data,
+            Y.strides[0] // Y.itemsize)
         if status != 0:
             raise RuntimeError(f"mkl_sparse_d_mm failed with status {status}")
+        if out is not None and not direct:
+            out[...] = Y
+            return out
         return Y
 
     def diagonal(self) -> np.ndarray:
@@ -492,12 +552,103 @@ def csr_matvec_into(A: sp.csr_matrix, x: np.ndarray, out: np.ndarray) -> np.ndar
     return out
 
 
-def sparse_matmul(A, X: np.ndarray) -> np.ndarray:
+def sparse_matmul(A, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``A @ X`` for a sparse matrix A (m, n) and X (n, k) or (n,), through :class:`BlockOperator`
-    (MKL's threaded product for blocks, bitwise equal to SciPy's); any other A: ``A @ X``."""
+    (MKL's threaded product for blocks, SciPy's to rounding); any other A: ``A @ X``.
+
+    ``out`` (m, k): where to write the product (a row-major array or a column slice of one, which
+    MKL writes in place); returned."""
     if not sp.issparse(A) or np.ndim(X) != 2:
-        return A @ X
-    return BlockOperator(A) @ X
+        Y = A @ X
+    else:
+        return BlockOperator(A).matmul(X, out=out)
+    if out is None:
+        return Y
+    out[...] = Y
+    return out
+
+
+def _row_major(A: np.ndarray) -> bool:
+    """A float64 matrix whose rows are evenly spaced and columns adjacent (a C-ordered array or a
+    column slice of one): what BLAS takes as a row-major matrix with a leading dimension."""
+    return (A.ndim == 2 and A.dtype == np.float64 and A.strides[1] == A.itemsize
+            and A.strides[0] % A.itemsize == 0 and A.strides[0] >= A.shape[1] * A.itemsize)
+
+
+_mkl_gemm = None  # MKL's cblas_dgemm (False: unavailable)
+
+
+def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
+                 transpose_a: bool = False) -> np.ndarray:
+    """``A @ B`` (or ``Aᵀ @ B``) for tall-skinny blocks, through MKL's ``cblas_dgemm`` when MKL is
+    loaded (PARDISO's ``mkl_rt``; MKL's threads), else NumPy.
+
+    A, B and ``out`` may be column slices of wider C-ordered arrays (LOBPCG's [X P W] side by side):
+    MKL reads and writes them in place through its leading dimensions, where NumPy's ``matmul``
+    falls back to a slow loop for such an ``out`` (measured at 40 400 × 18 times 18 × 6: NumPy
+    0.94 ms into a column slice, 0.65 ms into a fresh array, MKL 0.27 ms; the Gram product
+    (40 400 × 18)ᵀ(40 400 × 18): NumPy 1.6 ms, MKL 0.74 ms; at 160 800 rows 5.2 / 1.1 ms and
+    5.9 / 2.9 ms). Results agree with NumPy's to rounding.
+
+    Parameters
+    ----------
+    A : ndarray (m, k), or (k, m) with ``transpose_a``
+    B : ndarray (k, n)
+    out : ndarray (m, n), optional
+        Written in place and returned.
+    """
+    global _mkl_gemm
+    if _mkl_gemm is None:
+        try:
+            _load_mkl_pardiso()
+            fn = _mkl_library.cblas_dgemm
+            ci, cd, vp = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
+            fn.argtypes = [ci, ci, ci, ci, ci, ci, cd, vp, ci, vp, ci, cd, vp, ci]
+            fn.restype = None
+            _mkl_gemm = fn
+        except Exception as exc:  # no MKL here: NumPy's products
+            logger.debug("MKL dgemm unavailable (%s): NumPy products", exc)
+            _mkl_gemm = False
+    m = A.shape[1] if transpose_a else A.shape[0]
+    k = A.shape[0] if transpose_a else A.shape[1]
+    if B.shape[0] != k:
+        raise ValueError(f"dense_matmul: shapes {A.shape}{'ᵀ' if transpose_a else ''} and {B.shape} do not match")
+    n = B.shape[1]
+    if out is None:
+        out = np.empty((m, n))
+    elif out.shape != (m, n):
+        raise ValueError(f"dense_matmul: out has shape {out.shape}, the product {(m, n)}")
+    if not _mkl_gemm or not _row_major(A) or not _row_major(out) or min(m, n, k) == 0:
+        np.matmul(A.T if transpose_a else A, B, out=out)
+        return out
+    B = B if _row_major(B) else np.ascontiguousarray(B, dtype=np.float64)
+    row_major, no_trans, trans = 101, 111, 112
+    _mkl_gemm(row_major, trans if transpose_a else no_trans, no_trans, m, n, k, 1.0,
+              A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 0.0,
+              out.ctypes.data, out.strides[0] // 8)
+    return out
+
+
+def ritz_pairs(GK: np.ndarray, GM: np.ndarray, m: int, drop: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """The m smallest Ritz pairs of the pencil (GK, GM) (s, s) of a possibly dependent basis.
+
+    Columns are scaled to unit M-norm, the Gram matrix is diagonalised and directions with
+    eigenvalues below ``drop`` times the largest are dropped (a numerically dependent basis), the
+    projected stiffness is diagonalised. Returns (θ (m,), C (s, m)) with ``CᵀGM C = I``; raises
+    ``numpy.linalg.LinAlgError`` when fewer than m directions are left.
+    """
+    d = np.sqrt(np.clip(np.diag(GM), 0.0, None))
+    d[d == 0.0] = 1.0
+    Gm = GM / np.outer(d, d)
+    Gk = GK / np.outer(d, d)
+    w, V = np.linalg.eigh(0.5 * (Gm + Gm.T))
+    keep = w > drop * w.max()
+    Q = V[:, keep] / np.sqrt(w[keep])
+    H = Q.T @ Gk @ Q
+    theta, Y = np.linalg.eigh(0.5 * (H + H.T))
+    if theta.size < m:
+        raise np.linalg.LinAlgError(f"LOBPCG basis of rank {theta.size} < block size {m}")
+    return theta[:m], (Q @ Y[:, :m]) / d[:, None]
 
 
 _BACKENDS: dict[str, Callable[[], Factorization]] = {
@@ -528,10 +679,11 @@ def default_backend() -> str:
         return "superlu"
 
 
-def make_factorization(backend: str = "auto", precision: str = "double") -> Factorization:
+def make_factorization(backend: str = "auto", precision: str = "double", multi_rhs: str = "block") -> Factorization:
     """A new factorisation object for ``backend`` (``"auto"``, ``"pardiso"``, ``"superlu"``, ``"cholmod"``).
 
     ``precision="single"`` (factors in float32, for preconditioners) needs PARDISO.
+    ``multi_rhs`` goes to :class:`PardisoFactorization` (the other backends solve blocks at once).
     """
     if backend == "auto":
         backend = default_backend()
@@ -545,8 +697,8 @@ def make_factorization(backend: str = "auto", precision: str = "double") -> Fact
         raise InputError(f"single-precision factorisation needs the pardiso backend; backend {backend!r} "
                          "offers double only")
     try:
-        if precision == "single":
-            return PardisoFactorization(precision="single")
+        if backend == "pardiso":
+            return PardisoFactorization(precision=precision, multi_rhs=multi_rhs)
         return _BACKENDS[backend]()
     except (ImportError, OSError) as exc:
         raise InputError(
