@@ -576,6 +576,7 @@ def _row_major(A: np.ndarray) -> bool:
 
 
 _mkl_gemm = None  # MKL's cblas_dgemm (False: unavailable)
+_set_mkl_threads_local = None
 
 
 def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
@@ -586,9 +587,9 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
     A, B and ``out`` may be column slices of wider C-ordered arrays (LOBPCG's [X P W] side by side):
     MKL reads and writes them in place through its leading dimensions, where NumPy's ``matmul``
     falls back to a slow loop for such an ``out`` (measured at 40 400 × 18 times 18 × 6: NumPy
-    0.94 ms into a column slice, 0.65 ms into a fresh array, MKL 0.27 ms; the Gram product
-    (40 400 × 18)ᵀ(40 400 × 18): NumPy 1.6 ms, MKL 0.74 ms; at 160 800 rows 5.2 / 1.1 ms and
-    5.9 / 2.9 ms). Results agree with NumPy's to rounding.
+    0.94 ms into a column slice, 0.65-0.79 ms into a fresh array, MKL 0.27-0.32 ms with 2 threads,
+    0.57 ms with one; the Gram product (40 400 × 18)ᵀ(40 400 × 18): NumPy 1.1-1.6 ms, MKL 0.64-0.74
+    ms; at 160 800 rows 5.2 / 1.1 ms and 5.9 / 2.9 ms). Results agree with NumPy's to rounding.
 
     Parameters
     ----------
@@ -605,6 +606,8 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
             ci, cd, vp = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
             fn.argtypes = [ci, ci, ci, ci, ci, ci, cd, vp, ci, vp, ci, cd, vp, ci]
             fn.restype = None
+            global _set_mkl_threads_local
+            _set_mkl_threads_local = _load_mkl_function("MKL_Set_Num_Threads_Local")
             _mkl_gemm = fn
         except Exception as exc:  # no MKL here: NumPy's products
             logger.debug("MKL dgemm unavailable (%s): NumPy products", exc)
@@ -623,9 +626,16 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
         return out
     B = B if _row_major(B) else np.ascontiguousarray(B, dtype=np.float64)
     row_major, no_trans, trans = 101, 111, 112
-    _mkl_gemm(row_major, trans if transpose_a else no_trans, no_trans, m, n, k, 1.0,
-              A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 0.0,
-              out.ctypes.data, out.strides[0] // 8)
+    # PARDISO's thread rule (PardisoFactorization.SMALL): one thread for small blocks, MKL's
+    # count for tall ones (quiet 2 cores, 40 400 rows: 0.32 ms with 2 threads, 0.57 with one)
+    threads = 1 if max(A.shape[0], out.shape[0]) < PardisoFactorization.SMALL else 0
+    previous = _set_mkl_threads_local(threads)
+    try:
+        _mkl_gemm(row_major, trans if transpose_a else no_trans, no_trans, m, n, k, 1.0,
+                  A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 0.0,
+                  out.ctypes.data, out.strides[0] // 8)
+    finally:
+        _set_mkl_threads_local(previous)
     return out
 
 
