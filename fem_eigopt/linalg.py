@@ -580,7 +580,7 @@ _set_mkl_threads_local = None
 
 
 def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
-                 transpose_a: bool = False) -> np.ndarray:
+                 transpose_a: bool = False, threads: int | None = None) -> np.ndarray:
     """``A @ B`` (or ``Aᵀ @ B``) for tall-skinny blocks, through MKL's ``cblas_dgemm`` when MKL is
     loaded (PARDISO's ``mkl_rt``; MKL's threads), else NumPy.
 
@@ -597,6 +597,8 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
     B : ndarray (k, n)
     out : ndarray (m, n), optional
         Written in place and returned.
+    threads : int, optional
+        MKL threads; default: one below 20 000 rows, MKL's count above (PARDISO's rule).
     """
     global _mkl_gemm
     if _mkl_gemm is None:
@@ -628,7 +630,8 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
     row_major, no_trans, trans = 101, 111, 112
     # PARDISO's thread rule (PardisoFactorization.SMALL): one thread for small blocks, MKL's
     # count for tall ones (quiet 2 cores, 40 400 rows: 0.32 ms with 2 threads, 0.57 with one)
-    threads = 1 if max(A.shape[0], out.shape[0]) < PardisoFactorization.SMALL else 0
+    if threads is None:
+        threads = 1 if max(A.shape[0], out.shape[0]) < PardisoFactorization.SMALL else 0
     previous = _set_mkl_threads_local(threads)
     try:
         _mkl_gemm(row_major, trans if transpose_a else no_trans, no_trans, m, n, k, 1.0,
