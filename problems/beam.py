@@ -19,11 +19,12 @@ the mesh nor a filter: the defaults here are our choice (see the README): 160 ×
 filter of radius 1.5 elements, Heaviside projection (η = 0.5) with β = 1 doubled every 100
 evaluations up to 16, each β change restarting MMA with density steps ≤ 0.1, volume kept in
 [0.999, 1] × volfrac (a floor against the spurious void optimum), 1600 evaluations.
-Measured with these defaults (2 cores, 2–3 min each): SS ω1 = 174.12, ω2 = 175.77 rad/s (gap
-0.95 %), volume 0.4996; CC ω1 = 435.45 (double, gap 0.001 %), volume 0.4999 — 99.7 % and 95.4 % of
-the published optima. (With 1200 evaluations, the earlier default, CC ended at 432.5 after a
-rounding-level change to the sensitivities: it was still rising by ~3 rad/s per 100 evaluations.)
-The simple λ1 objective stalls at 141.9 (SS) and 325.1 (CC) where λ1 and λ2 meet; without projection the designs stay grey near 149 (SS) and 400 (CC).
+Measured with these defaults (2 cores, 4–5 min each, MKL 2026.2 / SciPy 1.17): SS ω1 = 174.24,
+ω2 = 178.22 rad/s (gap 2.3 %), volume 0.4995; CC ω1 = 430.62, ω2 = 430.93 (gap 0.07 %), volume
+0.4999 — 99.7 % and 94.4 % of the published optima. The runs are sensitive to rounding: with the
+library versions of November 2026 they ended at SS 174.12 / 175.77 (gap 0.95 %) and CC 435.45 (95.4 %).
+The simple λ1 objective stalls at 163.4 (SS) and 326.9 (CC) where λ1 and λ2 meet (141.9 and 325.1
+with those); without projection the designs stay grey near 149 (SS) and 400 (CC).
 
 Parameters: ``beta = 0`` switches the projection off; ``method`` = "bound" (default), "ks",
 "pnorm" (aggregates of the first ``n_bound`` eigenvalues) or "simple" (max λ1 alone, for comparison).
