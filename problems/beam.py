@@ -19,7 +19,7 @@ the mesh nor a filter: the defaults here are our choice (see the README): 160 ×
 filter of radius 1.5 elements, Heaviside projection (η = 0.5) with β = 1 doubled every 100
 evaluations up to 16, each β change restarting MMA with density steps ≤ 0.1, volume kept in
 [0.999, 1] × volfrac (a floor against the spurious void optimum), 1600 evaluations.
-Measured with these defaults (2 cores, 4–5 min each, MKL 2026.2 / SciPy 1.17): SS ω1 = 174.24,
+Measured with these defaults (2 cores, about 2 min each, MKL 2026.2 / SciPy 1.17): SS ω1 = 174.24,
 ω2 = 178.22 rad/s (gap 2.3 %), volume 0.4995; CC ω1 = 430.62, ω2 = 430.93 (gap 0.07 %), volume
 0.4999 — 99.7 % and 94.4 % of the published optima. The runs are sensitive to rounding: with the
 library versions of November 2026 they ended at SS 174.12 / 175.77 (gap 0.95 %) and CC 435.45 (95.4 %).
