@@ -497,11 +497,10 @@ class BlockOperator:
                 return Y
             out[...] = Y
             return out
-        if X.strides[1] != X.itemsize or X.strides[0] % X.itemsize:
+        if not _row_major(X):
             X = np.ascontiguousarray(X)
         k = X.shape[1]
-        direct = (out is not None and out.dtype == np.float64 and out.shape == (self.shape[0], k)
-                  and out.strides[1] == out.itemsize and out.strides[0] % out.itemsize == 0)
+        direct = out is not None and out.shape == (self.shape[0], k) and _row_major(out)
         Y = out if direct else np.empty((self.shape[0], k))
         status = self._lib.mkl_sparse_d_mm(
             self._SPARSE_OPERATION_NON_TRANSPOSE, 1.0, self._handle, _Descr(self._SPARSE_MATRIX_TYPE_GENERAL, 0, 0),
