@@ -106,7 +106,9 @@ differ), then one row per tool:
 ``sens+filt``  sensitivities (element-by-element adjoint, chain rule) plus the density filter and
                material interpolations, as a share of all iteration time.
 
-Below the table: the solver each row used and notes (runs that stopped early and why), then the
+Below the table: the solver each row used (for the subspace solver also its counted work per
+design: preconditioner columns, LOBPCG iterations, Rayleigh–Ritz steps, factorisations — numbers
+a noisy machine does not change) and notes (runs that stopped early and why), then the
 objective along each tool's last run ("k:value" every N/10 iterations) — a value of order 1e5 or
 more means the design lost its connection to the non-design block (ω1 near 0).
 
@@ -580,8 +582,20 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
              + (f", {solver.precision}-precision preconditioner" if hasattr(solver, "precision") else "") + "), "
              f"factorisation {getattr(solver, 'backend', '?')}, {settings.algorithm}"
              + (f" (move limit {move:g})" if own else "")
-             + (f", eigen_tol {eigen_tol:g}" if eigen_tol is not None else ""),
+             + (f", eigen_tol {eigen_tol:g}" if eigen_tol is not None else "")
+             + _counted_work(solver),
     )
+
+
+def _counted_work(solver) -> str:
+    """The subspace solver's work per design solved (machine-independent, unlike seconds), or ''."""
+    solves = getattr(solver, "n_solves", 0)
+    if not hasattr(solver, "n_preconditioner_columns") or solves == 0:
+        return ""
+    return (f"; per design {solver.n_preconditioner_columns / solves:.1f} preconditioner columns, "
+            f"{solver.n_lobpcg_iterations / solves:.1f} LOBPCG iterations, "
+            f"{solver.n_rayleigh_ritz / solves:.1f} Rayleigh-Ritz steps, "
+            f"{solver.n_factorizations / solves:.2f} factorisations ({solves} designs)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,6 +114,9 @@ class SubspaceModalSolver:
     last_refresh_at : int or None
         The iteration of the last solve at which stale factors were refreshed midway.
     n_factorizations, n_solves, n_cold_starts : int
+    n_lobpcg_iterations, n_preconditioner_columns, n_rayleigh_ritz : int
+        Work counted over all solves (machine-independent, unlike timings): LOBPCG iterations,
+        columns solved with the kept factorisation, Rayleigh–Ritz steps.
     """
 
     #: relative eigenvalue distance within which a vector next to the accurate modes is treated
@@ -157,6 +160,9 @@ class SubspaceModalSolver:
         self.n_factorizations = 0
         self.n_solves = 0
         self.n_cold_starts = 0
+        self.n_lobpcg_iterations = 0
+        self.n_preconditioner_columns = 0
+        self.n_rayleigh_ritz = 0
         self._baseline_its: int | None = None
         self._t_factor = 0.0
         self._t_iteration: float | None = None
@@ -319,6 +325,7 @@ class SubspaceModalSolver:
         limit = self.max_iterations if fresh else self._stale_limit()
         current = 0
         while True:
+            self.n_rayleigh_ritz += 1
             try:
                 lam, C = _ritz_coefficients(S[:, :width], KS[:, :width], MS[:, :width], b, ritz_values=lam)
             except np.linalg.LinAlgError as exc:  # the basis lost rank: start again from scratch
@@ -343,6 +350,7 @@ class SubspaceModalSolver:
                 tol_all[:tight] = self.tol
             R = _columns(KX, active) - _columns(MX, active) * lam[active]
             W = self.factorization.solve(R).reshape(R.shape)
+            self.n_preconditioner_columns += R.shape[1]
             # Energy-norm residual: √(rᵀ T r / (λ − σ)) ≈ the eigenvector's relative error in the
             # energy norm (exact for a fresh T), the quantity the sensitivities φ_eᵀK_eφ_e depend on.
             # The Euclidean ‖Kx − λMx‖ would demand far more: it weighs the error's high-frequency
@@ -375,6 +383,7 @@ class SubspaceModalSolver:
                 its_at_refresh = its
                 logger.debug("subspace solver: refreshed the factorisation after %d iterations", its)
                 W = self.factorization.solve(R).reshape(R.shape)
+                self.n_preconditioner_columns += R.shape[1]
             next_active = active[~done]
             a = next_active.size
             p = 0
@@ -391,6 +400,7 @@ class SubspaceModalSolver:
             current = 1 - current
             active = next_active
             its += 1
+            self.n_lobpcg_iterations += 1
 
     def _workspace(self, n: int, b: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Two kept sets of (S, KS, MS) arrays (n, 3b) for :meth:`_iterate` (see `reusable`)."""

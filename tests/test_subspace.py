@@ -50,6 +50,13 @@ def test_agrees_with_lanczos_along_a_design_sequence(name, over):
     assert solver.n_solves == 8
     assert solver.n_factorizations < solver.n_solves
     assert 0 < solver.last_iterations <= solver.max_iterations
+    # counted work: one Rayleigh-Ritz step to start each warm solve and one per LOBPCG iteration;
+    # every iteration solves at least one column, none more than the block
+    warm = solver.n_solves - solver.n_cold_starts
+    assert solver.n_rayleigh_ritz == warm + solver.n_lobpcg_iterations
+    block = solver.n_modes + 1 + solver.guard
+    assert solver.n_lobpcg_iterations + warm <= solver.n_preconditioner_columns
+    assert solver.n_preconditioner_columns <= block * (solver.n_lobpcg_iterations + warm) + block * solver.n_factorizations
 
 
 PARDISO = pytest.mark.skipif("pardiso" not in available_backends(), reason="MKL PARDISO not installed")
