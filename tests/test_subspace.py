@@ -133,6 +133,21 @@ def test_refreshes_a_stale_factorisation():
     np.testing.assert_allclose(modes.eigenvalues, ModalSolver(4).solve(K, M).eigenvalues, rtol=1e-9)
 
 
+def test_rough_guard_vectors_save_solves_not_accuracy():
+    """Guard vectors refined only to guard_tol (1e-1) instead of loose_tol: fewer preconditioner
+    columns along a design sequence, the same eigenpairs (all wanted ones to tol)."""
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
+    rough, refined = SubspaceModalSolver(4, guard=2), SubspaceModalSolver(4, guard=2, guard_tol=1e-3)
+    reference = ModalSolver(4)
+    for x in design_sequence(model, 6, 0.05, seed=7):
+        K, M = model.stiffness(x**3), model.mass(x)
+        a, b, ref = rough.solve(K, M), refined.solve(K, M), reference.solve(K, M)
+        np.testing.assert_allclose(a.eigenvalues, ref.eigenvalues, rtol=1e-10)
+        np.testing.assert_allclose(b.eigenvalues, ref.eigenvalues, rtol=1e-10)
+        assert a.next_eigenvalue == pytest.approx(ref.next_eigenvalue, rel=1e-5)
+    assert rough.n_preconditioner_columns < refined.n_preconditioner_columns
+
+
 def test_accurate_modes_only_tightens_the_leading_ones():
     model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
     designs = list(design_sequence(model, 4, 0.05, seed=4))
@@ -202,7 +217,7 @@ def test_factory_choices():
     with pytest.raises(fe.InputError, match="eigensolver"):
         fe.Analysis(eigensolver="lanczos")
     loose = make_modal_solver(4, fe.Analysis(eigensolver="subspace", eigen_tol=1e-5), model=model)
-    assert loose.tol == 1e-5 and SubspaceModalSolver(4).tol == 1e-7
+    assert loose.tol == 1e-5 and SubspaceModalSolver(4).tol == 1e-6 and SubspaceModalSolver(4).guard_tol == 0.1
     assert make_modal_solver(4, fe.Analysis(eigensolver="arpack", eigen_tol=1e-8), model=model).tol == 1e-8
     # the differentiated modes: the subspace solver adds their last cluster's partners itself
     # (window), the AMG solver converges one more mode tightly
