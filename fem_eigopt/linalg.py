@@ -492,11 +492,7 @@ class BlockOperator:
         """``A @ X``, written into ``out`` (m, k) when given (row-major rows, unit column stride:
         e.g. a column slice of a C-ordered array, filled in place); returns the product."""
         if self._handle is None or X.ndim != 2 or X.shape[1] < 2 or X.dtype != np.float64:
-            Y = self.A @ X
-            if out is None:
-                return Y
-            out[...] = Y
-            return out
+            return _into(self.A @ X, out)
         if not _row_major(X):
             X = np.ascontiguousarray(X)
         k = X.shape[1]
@@ -508,10 +504,7 @@ class BlockOperator:
             Y.strides[0] // Y.itemsize)
         if status != 0:
             raise RuntimeError(f"mkl_sparse_d_mm failed with status {status}")
-        if out is not None and not direct:
-            out[...] = Y
-            return out
-        return Y
+        return Y if direct else _into(Y, out)
 
     def diagonal(self) -> np.ndarray:
         if getattr(self, "_diagonal", None) is None:
@@ -558,9 +551,12 @@ def sparse_matmul(A, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     ``out`` (m, k): where to write the product (a row-major array or a column slice of one, which
     MKL writes in place); returned."""
     if not sp.issparse(A) or np.ndim(X) != 2:
-        Y = A @ X
-    else:
-        return BlockOperator(A).matmul(X, out=out)
+        return _into(A @ X, out)
+    return BlockOperator(A).matmul(X, out=out)
+
+
+def _into(Y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``Y``, or ``out`` filled with it when one is given."""
     if out is None:
         return Y
     out[...] = Y
@@ -574,12 +570,28 @@ def _row_major(A: np.ndarray) -> bool:
             and A.strides[0] % A.itemsize == 0 and A.strides[0] >= A.shape[1] * A.itemsize)
 
 
-_mkl_gemm = None  # MKL's cblas_dgemm (False: unavailable)
-_set_mkl_threads_local = None
+_mkl_blas = None  # (cblas_dgemm, MKL_Set_Num_Threads_Local) from mkl_rt (False: unavailable)
+
+
+def _mkl_dgemm():
+    """MKL's ``cblas_dgemm`` and its local thread setter from the ``mkl_rt`` PARDISO loads, or None."""
+    global _mkl_blas
+    if _mkl_blas is None:
+        try:
+            _load_mkl_pardiso()
+            fn = _mkl_library.cblas_dgemm
+            ci, cd, vp = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
+            fn.argtypes = [ci, ci, ci, ci, ci, ci, cd, vp, ci, vp, ci, cd, vp, ci]
+            fn.restype = None
+            _mkl_blas = (fn, _load_mkl_function("MKL_Set_Num_Threads_Local"))
+        except Exception as exc:  # no MKL here: NumPy's products
+            logger.debug("MKL dgemm unavailable (%s): NumPy products", exc)
+            _mkl_blas = False
+    return _mkl_blas or None
 
 
 def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
-                 transpose_a: bool = False, threads: int | None = None) -> np.ndarray:
+                 transpose_a: bool = False) -> np.ndarray:
     """``A @ B`` (or ``Aᵀ @ B``) for tall-skinny blocks, through MKL's ``cblas_dgemm`` when MKL is
     loaded (PARDISO's ``mkl_rt``; MKL's threads), else NumPy.
 
@@ -596,23 +608,7 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
     B : ndarray (k, n)
     out : ndarray (m, n), optional
         Written in place and returned.
-    threads : int, optional
-        MKL threads; default: one below 20 000 rows, MKL's count above (PARDISO's rule).
     """
-    global _mkl_gemm
-    if _mkl_gemm is None:
-        try:
-            _load_mkl_pardiso()
-            fn = _mkl_library.cblas_dgemm
-            ci, cd, vp = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
-            fn.argtypes = [ci, ci, ci, ci, ci, ci, cd, vp, ci, vp, ci, cd, vp, ci]
-            fn.restype = None
-            global _set_mkl_threads_local
-            _set_mkl_threads_local = _load_mkl_function("MKL_Set_Num_Threads_Local")
-            _mkl_gemm = fn
-        except Exception as exc:  # no MKL here: NumPy's products
-            logger.debug("MKL dgemm unavailable (%s): NumPy products", exc)
-            _mkl_gemm = False
     m = A.shape[1] if transpose_a else A.shape[0]
     k = A.shape[0] if transpose_a else A.shape[1]
     if B.shape[0] != k:
@@ -622,22 +618,22 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
         out = np.empty((m, n))
     elif out.shape != (m, n):
         raise ValueError(f"dense_matmul: out has shape {out.shape}, the product {(m, n)}")
-    if not _mkl_gemm or not _row_major(A) or not _row_major(out) or min(m, n, k) == 0:
+    blas = _mkl_dgemm()
+    if blas is None or not _row_major(A) or not _row_major(out) or min(m, n, k) == 0:
         np.matmul(A.T if transpose_a else A, B, out=out)
         return out
     B = B if _row_major(B) else np.ascontiguousarray(B, dtype=np.float64)
     row_major, no_trans, trans = 101, 111, 112
     # PARDISO's thread rule (PardisoFactorization.SMALL): one thread for small blocks, MKL's
     # count for tall ones (quiet 2 cores, 40 400 rows: 0.32 ms with 2 threads, 0.57 with one)
-    if threads is None:
-        threads = 1 if max(A.shape[0], out.shape[0]) < PardisoFactorization.SMALL else 0
-    previous = _set_mkl_threads_local(threads)
+    gemm, set_local_threads = blas
+    previous = set_local_threads(1 if max(A.shape[0], out.shape[0]) < PardisoFactorization.SMALL else 0)
     try:
-        _mkl_gemm(row_major, trans if transpose_a else no_trans, no_trans, m, n, k, 1.0,
+        gemm(row_major, trans if transpose_a else no_trans, no_trans, m, n, k, 1.0,
                   A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 0.0,
                   out.ctypes.data, out.strides[0] // 8)
     finally:
-        _set_mkl_threads_local(previous)
+        set_local_threads(previous)
     return out
 
 
