@@ -58,6 +58,13 @@ class Factorization:
     def solve(self, b: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def solve_into(self, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Solve for the columns of ``b`` (n, k) and write the solutions into ``out`` (n, k), which
+        may be a column slice of a wider array; returns ``out``. Backends that can avoid the
+        temporaries (PARDISO) override this."""
+        out[...] = self.solve(b).reshape(out.shape)
+        return out
+
     def release(self) -> None:
         """Free the factors and the symbolic analysis (the next :meth:`factor` starts afresh)."""
 
@@ -181,6 +188,8 @@ class PardisoFactorization(Factorization):
         self._ja = None
         self._a = None
         self._gathered: np.ndarray | None = None  # float64 gather of the upper triangle (single precision)
+        self._rhs: np.ndarray | None = None  # kept right-hand side and solution in PARDISO's precision
+        self._sol: np.ndarray | None = None
         self._n = 0
         self.n_symbolic = 0
         self.n_numeric = 0
@@ -199,15 +208,18 @@ class PardisoFactorization(Factorization):
         ip[27] = 1 if self.precision == "single" else 0  # factors, matrix and vectors in float32
         ip[34] = 1  # zero-based indexing: no copies of the index arrays
 
-    def _call(self, phase: int, b: np.ndarray | None = None) -> np.ndarray | None:
+    def _call(self, phase: int, b: np.ndarray | None = None, x: np.ndarray | None = None) -> np.ndarray | None:
         threads = self.threads if self.threads is not None else (1 if self._n < self.SMALL else 0)
         previous = self._set_local_threads(threads)  # 0 = back to MKL's global setting
         try:
-            return self._call_pardiso(phase, b)
+            return self._call_pardiso(phase, b, x)
         finally:
             self._set_local_threads(previous)
 
-    def _call_pardiso(self, phase: int, b: np.ndarray | None = None) -> np.ndarray | None:
+    def _call_pardiso(self, phase: int, b: np.ndarray | None = None, x: np.ndarray | None = None
+                      ) -> np.ndarray | None:
+        """One PARDISO phase; for solves, the solution of ``b`` (written into ``x`` if given: then
+        ``x`` and ``b`` must be Fortran-ordered in the factorisation's precision)."""
         error = ctypes.c_int32(0)
         i32 = ctypes.POINTER(ctypes.c_int32)
         real = ctypes.POINTER(ctypes.c_float if self._dtype == np.float32 else ctypes.c_double)
@@ -218,7 +230,10 @@ class PardisoFactorization(Factorization):
         else:
             bb = np.asfortranarray(b, dtype=self._dtype)
             nrhs = 1 if bb.ndim == 1 else bb.shape[1]
-            x = np.zeros_like(bb, order="F")
+            if x is None:
+                x = np.zeros_like(bb, order="F")
+            elif x.shape != bb.shape or x.dtype != bb.dtype or not x.flags.f_contiguous:
+                raise ValueError(f"PARDISO solve: x {x.shape} {x.dtype} does not fit b {bb.shape} {bb.dtype}")
         perm = np.zeros(1, dtype=np.int32)
         self._lib(
             self._pt.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
@@ -294,31 +309,57 @@ class PardisoFactorization(Factorization):
         self.n_numeric += 1
 
     def solve(self, b: np.ndarray) -> np.ndarray:
+        b = np.asarray(b, dtype=np.float64)
+        return self.solve_into(b, np.empty(b.shape, order="F"))
+
+    def solve_into(self, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Solutions for the columns of ``b`` written into ``out``, through kept buffers: the
+        right-hand sides are converted to PARDISO's precision and layout and the solutions back
+        into ``out`` once each (in single precision the float32 copies are needed anyway; the
+        fresh temporaries for every column cost more than the conversions: LOBPCG's solves of
+        2-6 columns at 40 400 unknowns spent ~1 ms per call around PARDISO)."""
         k = b.shape[1] if b.ndim == 2 else 1
         if k < 2 or self.multi_rhs == "block":
-            x = self._call(33, b)
+            self._solve_block(b, out)
         elif self.multi_rhs == "columns":
-            x = self._solve_columns(b)
+            self._solve_columns(b, out)
         else:
-            x = self._solve_tuned(b)
-        return x if x.dtype == np.float64 else x.astype(np.float64)
+            self._solve_tuned(b, out)
+        return out
 
-    def _solve_columns(self, b: np.ndarray) -> np.ndarray:
-        x = np.empty(b.shape, dtype=self._dtype, order="F")
+    def _solve_block(self, b: np.ndarray, out: np.ndarray) -> None:
+        shape = b.shape if b.ndim == 1 else (b.shape[0], b.shape[1])
+        self._rhs = _reusable_f(self._rhs, shape, self._dtype)
+        self._sol = _reusable_f(self._sol, shape, self._dtype)
+        self._rhs[...] = b
+        self._call(33, self._rhs, self._sol)
+        out[...] = self._sol
+
+    def _solve_columns(self, b: np.ndarray, out: np.ndarray) -> None:
+        self._rhs = _reusable_f(self._rhs, (b.shape[0],), self._dtype)
+        self._sol = _reusable_f(self._sol, (b.shape[0],), self._dtype)
         for j in range(b.shape[1]):
-            x[:, j] = self._call(33, b[:, j])
-        return x
+            self._rhs[...] = b[:, j]
+            self._call(33, self._rhs, self._sol)
+            out[:, j] = self._sol
 
-    def _solve_tuned(self, b: np.ndarray) -> np.ndarray:
+    def _solve_tuned(self, b: np.ndarray, out: np.ndarray) -> None:
         """Block or column by column, whichever was faster for this number of columns."""
         block_times, column_times = self._rhs_timings.setdefault(b.shape[1], ([], []))
         if len(block_times) >= self.TUNING_SAMPLES and len(column_times) >= self.TUNING_SAMPLES:
-            return self._call(33, b) if min(block_times) <= min(column_times) else self._solve_columns(b)
+            (self._solve_block if min(block_times) <= min(column_times) else self._solve_columns)(b, out)
+            return
         by_block = len(block_times) <= len(column_times)
         t0 = time.perf_counter()
-        x = self._call(33, b) if by_block else self._solve_columns(b)
+        (self._solve_block if by_block else self._solve_columns)(b, out)
         (block_times if by_block else column_times).append(time.perf_counter() - t0)
-        return x
+
+
+def _reusable_f(buffer: np.ndarray | None, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """:func:`reusable`, Fortran-ordered (PARDISO's layout for several right-hand sides)."""
+    if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != np.dtype(dtype):
+        return np.empty(shape, dtype=dtype, order="F")
+    return buffer
 
 
 class CholmodFactorization(Factorization):
@@ -591,8 +632,8 @@ def _mkl_dgemm():
 
 
 def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
-                 transpose_a: bool = False) -> np.ndarray:
-    """``A @ B`` (or ``Aᵀ @ B``) for tall-skinny blocks, through MKL's ``cblas_dgemm`` when MKL is
+                 transpose_a: bool = False, accumulate: bool = False) -> np.ndarray:
+    """``A @ B`` (or ``Aᵀ @ B``; with ``accumulate``, ``out + A @ B``) for tall-skinny blocks, through MKL's ``cblas_dgemm`` when MKL is
     loaded (PARDISO's ``mkl_rt``; MKL's threads), else NumPy.
 
     A, B and ``out`` may be column slices of wider C-ordered arrays (LOBPCG's [X P W] side by side):
@@ -608,6 +649,8 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
     B : ndarray (k, n)
     out : ndarray (m, n), optional
         Written in place and returned.
+    accumulate : bool
+        Add the product to ``out`` (required then) instead of overwriting it (BLAS β = 1).
     """
     m = A.shape[1] if transpose_a else A.shape[0]
     k = A.shape[0] if transpose_a else A.shape[1]
@@ -615,12 +658,17 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
         raise ValueError(f"dense_matmul: shapes {A.shape}{'ᵀ' if transpose_a else ''} and {B.shape} do not match")
     n = B.shape[1]
     if out is None:
+        if accumulate:
+            raise ValueError("dense_matmul: accumulate needs out")
         out = np.empty((m, n))
     elif out.shape != (m, n):
         raise ValueError(f"dense_matmul: out has shape {out.shape}, the product {(m, n)}")
     blas = _mkl_dgemm()
     if blas is None or not _row_major(A) or not _row_major(out) or min(m, n, k) == 0:
-        np.matmul(A.T if transpose_a else A, B, out=out)
+        if accumulate:
+            out += (A.T if transpose_a else A) @ B
+        else:
+            np.matmul(A.T if transpose_a else A, B, out=out)
         return out
     B = B if _row_major(B) else np.ascontiguousarray(B, dtype=np.float64)
     row_major, no_trans, trans = 101, 111, 112
@@ -630,8 +678,8 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
     previous = set_local_threads(1 if max(A.shape[0], out.shape[0]) < PardisoFactorization.SMALL else 0)
     try:
         gemm(row_major, trans if transpose_a else no_trans, no_trans, m, n, k, 1.0,
-                  A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 0.0,
-                  out.ctypes.data, out.strides[0] // 8)
+             A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 1.0 if accumulate else 0.0,
+             out.ctypes.data, out.strides[0] // 8)
     finally:
         set_local_threads(previous)
     return out

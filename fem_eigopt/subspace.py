@@ -95,7 +95,12 @@ class SubspaceModalSolver:
         Only the first ``accurate_modes`` eigenpairs (those the responses differentiate) and the
         cluster partners of the last of them must reach ``tol``; the others, reported but not
         differentiated, stop at ``loose_tol`` (their eigenvalues, Rayleigh quotients, are then still
-        accurate to about loose_tol², 1e-6 relative). Default: all ``n_modes + 1``. A vector whose
+        accurate to about loose_tol², 1e-6 relative). When mode ``n_modes`` itself is not
+        accurate (the design evaluator asks for one mode beyond the highest it differentiates, to
+        see that mode's cluster), the extra vector beyond it is refined only like a guard vector
+        and ``next_eigenvalue`` is its Ritz value (an upper bound of λ_{n_modes+1}, to about 1e-2
+        relative): 2D 200x100 pyMOTO problem, 30 MMA iterations, 659 instead of 722 preconditioner
+        columns, the same objective history. Default: all ``n_modes + 1``. A vector whose
         Ritz value lies within ``CLUSTER_WINDOW`` (1 %, relative; 10 ``cluster_tol`` if that is
         larger) of the last accurate one is a cluster partner: whether the last differentiated
         cluster is complete is then decided on accurate eigenvalues, and a pair further apart
@@ -173,7 +178,7 @@ class SubspaceModalSolver:
         self.shift: float | None = self._cold.shift
         self._X: np.ndarray | None = None
         self._shifted: np.ndarray | None = None  # values of K − σM, refilled per factorisation
-        self._sets: list | None = None  # LOBPCG's kept search-space arrays (_workspace)
+        self._sets: tuple | None = None  # LOBPCG's kept arrays (_workspace)
         self._refresh_next = False
         self.last_timings: dict[str, float] = {}
         self.last_iterations = 0
@@ -335,7 +340,8 @@ class SubspaceModalSolver:
         n, b = X0.shape
         t_refresh = 0.0
         self.last_refresh_at = None
-        sets = self._workspace(n, b)
+        sets, residual, preconditioned = self._workspace(n, b)
+        identity = np.eye(b)
         S, KS, MS = sets[0]
         S[:, :b] = X0
         sparse_matmul(K, X0, out=KS[:, :b])
@@ -369,12 +375,22 @@ class SubspaceModalSolver:
                 window = max(self.CLUSTER_WINDOW, 10.0 * self.cluster_tol)
                 while tight < b and lam[tight] - lam[tight - 1] <= window * max(abs(lam[tight]), 1e-300):
                     tight += 1
-                wanted = max(self.n_modes + 1, tight)
+                # The vector beyond the reported modes only tells whether the last reported
+                # cluster continues. When that mode is not differentiated (not tight) this decides
+                # nothing a gradient uses: the vector then serves as a guard (refined roughly, not
+                # waited for) and next_eigenvalue is its Ritz value (an upper bound, ~1e-2 relative).
+                wanted = max(self.n_modes + (tight >= self.n_modes), tight)
                 tol_all = np.full(b, max(self.tol, self.loose_tol))
                 tol_all[:tight] = self.tol
                 tol_all[wanted:] = max(self.guard_tol, tol_all[wanted - 1])  # guard vectors: roughly
-            R = _columns(KX, active) - _columns(MX, active) * lam[active]
-            W = self.factorization.solve(R).reshape(R.shape)
+            # R = KX − MX Λ for the active columns, as two GEMMs with a selection matrix: they read
+            # the column slices in place (NumPy's expression on them took 2.3 ms at 40 400 × 6,
+            # the GEMMs 0.65 ms) and write a kept buffer
+            select = identity[:, active]
+            R, W = residual[:, :active.size], preconditioned[:, :active.size]
+            dense_matmul(KX, select, out=R)
+            dense_matmul(MX, select * -lam[active], out=R, accumulate=True)
+            self.factorization.solve_into(R, W)
             self.n_preconditioner_columns += R.shape[1]
             # Energy-norm residual: √(rᵀ T r / (λ − σ)) ≈ the eigenvector's relative error in the
             # energy norm (exact for a fresh T), the quantity the sensitivities φ_eᵀK_eφ_e depend on.
@@ -407,7 +423,7 @@ class SubspaceModalSolver:
                 limit = self.max_iterations
                 its_at_refresh = its
                 logger.debug("subspace solver: refreshed the factorisation after %d iterations", its)
-                W = self.factorization.solve(R).reshape(R.shape)
+                self.factorization.solve_into(R, W)
                 self.n_preconditioner_columns += R.shape[1]
             next_active = active[~done]
             a = next_active.size
@@ -427,11 +443,14 @@ class SubspaceModalSolver:
             its += 1
             self.n_lobpcg_iterations += 1
 
-    def _workspace(self, n: int, b: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Two kept sets of (S, KS, MS) arrays (n, 3b) for :meth:`_iterate` (see `reusable`)."""
+    def _workspace(self, n: int, b: int) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray,
+                                                  np.ndarray]:
+        """Kept arrays for :meth:`_iterate` (see `reusable`): two sets of (S, KS, MS), each (n, 3b),
+        and the residuals and preconditioned residuals, (n, b) each."""
         kept = self._sets
-        if kept is None or kept[0][0].shape != (n, 3 * b):
-            kept = [tuple(np.empty((n, 3 * b)) for _ in range(3)) for _ in range(2)]
+        if kept is None or kept[1].shape != (n, b):
+            kept = ([tuple(np.empty((n, 3 * b)) for _ in range(3)) for _ in range(2)], np.empty((n, b)),
+                    np.empty((n, b)))
             self._sets = kept
         return kept
 
@@ -442,11 +461,6 @@ def _tune_block_solves(factorization: Factorization) -> None:
     solve has a large fixed cost — LOBPCG's 2-6 column blocks then cost 1.5-4x more as a block)."""
     if hasattr(factorization, "multi_rhs"):
         factorization.multi_rhs = "auto"
-
-
-def _columns(A: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``A[:, index]``, without the copy when ``index`` is every column (0, 1, …)."""
-    return A if index.size == A.shape[1] else A[:, index]
 
 
 class _NotConverged(RuntimeError):

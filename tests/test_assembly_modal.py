@@ -218,6 +218,22 @@ def test_pardiso_block_solves_by_columns_and_tuned(precision):
     single = make_factorization("pardiso", precision=precision)
     single.factor(A)
     assert np.array_equal(results["columns"][0], np.column_stack([single.solve(B[:, j]) for j in range(3)]))
+    # solve_into: the same numbers written into column slices of wider arrays (the LOBPCG layout),
+    # from a strided right-hand side, for every way of solving; nothing else is touched
+    wide_B = np.zeros((K.shape[0], 7))
+    wide_B[:, 2:5] = B
+    for mode in ("block", "columns", "auto"):
+        f = make_factorization("pardiso", precision=precision, multi_rhs=mode)
+        f.factor(A)
+        for _ in range(2 * f.TUNING_SAMPLES + 1):
+            out = np.full((K.shape[0], 9), 7.0)
+            assert f.solve_into(wide_B[:, 2:5], out[:, 4:7]) is not None
+            assert np.array_equal(out[:, 4:7], results[mode][0] if mode != "auto" else results["block"][0]) or \
+                np.array_equal(out[:, 4:7], results["columns"][0])
+            assert np.all(out[:, :4] == 7.0) and np.all(out[:, 7:] == 7.0)
+        out1 = np.empty(K.shape[0])
+        f.solve_into(B[:, 1], out1)
+        assert np.array_equal(out1, single.solve(B[:, 1]))
     with pytest.raises(fe.InputError, match="multi_rhs 'rows'"):
         make_factorization("pardiso", multi_rhs="rows")
 
@@ -239,6 +255,15 @@ def test_dense_matmul_into_column_slices():
     np.testing.assert_allclose(dense_matmul(S, T, transpose_a=True), S.T @ T, rtol=0, atol=1e-12)
     np.testing.assert_allclose(dense_matmul(np.asfortranarray(S), C), S @ C, rtol=0, atol=1e-13)  # NumPy path
     np.testing.assert_allclose(dense_matmul(S, C[::-1][::-1].T.T), S @ C, rtol=0, atol=1e-13)
+    # accumulate: out + S C (BLAS β = 1), in place into a slice and on the NumPy path
+    before = out[:, 5:11].copy()
+    dense_matmul(S, C, out=out[:, 5:11], accumulate=True)
+    np.testing.assert_allclose(out[:, 5:11], before + S @ C, rtol=0, atol=1e-12)
+    F = np.asfortranarray(before)
+    dense_matmul(np.asfortranarray(S), C, out=F, accumulate=True)
+    np.testing.assert_allclose(F, before + S @ C, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="accumulate needs out"):
+        dense_matmul(S, C, accumulate=True)
     with pytest.raises(ValueError, match="do not match"):
         dense_matmul(S, C.T)
     with pytest.raises(ValueError, match="out has shape"):
