@@ -139,7 +139,8 @@ class PardisoFactorization(Factorization):
         How a solve with k ≥ 2 right-hand sides runs: ``"block"``, one PARDISO call for all
         (the default); ``"columns"``, one call per column; ``"auto"``, whichever the solves so
         far showed to be faster for that k (each way is timed :attr:`TUNING_SAMPLES` times per k,
-        alternating, then the faster minimum wins; the timings restart with a new pattern). Why:
+        alternating, then the faster minimum wins — at once after one sample each when one way
+        took less than half the other's time; the timings restart with a new pattern). Why:
         PARDISO's multi-RHS solve has a large fixed cost on 2D models — measured at 40 400
         unknowns (single precision, 2 threads): 1 column 2.2 ms, 2 columns 14 ms as a block
         against 3.7 ms one by one, 6 columns 15.6 against 11 ms — while in 3D it is properly
@@ -153,6 +154,10 @@ class PardisoFactorization(Factorization):
     SMALL = 20_000
     #: timed solves per way and per number of columns before ``multi_rhs="auto"`` decides
     TUNING_SAMPLES = 3
+    #: ``multi_rhs="auto"`` decides after one sample each when one way is this many times faster
+    #: (2D, 40 400 unknowns: block solves of 2-6 columns cost 14-20 ms, 3-4x the columns; timing
+    #: them three times per k cost ~8 ms per MMA iteration over a 30-iteration run)
+    CLEAR_WIN = 2.0
 
     def __init__(self, threads: int | None = None, precision: str = "double", multi_rhs: str = "block") -> None:
         if precision not in ("double", "single"):
@@ -277,7 +282,8 @@ class PardisoFactorization(Factorization):
             pass
 
     def factor(self, A: sp.csr_matrix, positive_definite: bool = True) -> None:
-        A = sp.csr_matrix(A)
+        # a CSR matrix as it is: re-wrapping it would recheck its index order (0.7 ms at 40k dofs)
+        A = A if getattr(A, "format", None) == "csr" else sp.csr_matrix(A)
         mtype = 2 if positive_definite else -2
         if not A.has_sorted_indices:
             A = A.sorted_indices()
@@ -346,7 +352,9 @@ class PardisoFactorization(Factorization):
     def _solve_tuned(self, b: np.ndarray, out: np.ndarray) -> None:
         """Block or column by column, whichever was faster for this number of columns."""
         block_times, column_times = self._rhs_timings.setdefault(b.shape[1], ([], []))
-        if len(block_times) >= self.TUNING_SAMPLES and len(column_times) >= self.TUNING_SAMPLES:
+        sampled = min(len(block_times), len(column_times))
+        if sampled >= self.TUNING_SAMPLES or (sampled >= 1 and max(
+                min(block_times) / min(column_times), min(column_times) / min(block_times)) >= self.CLEAR_WIN):
             (self._solve_block if min(block_times) <= min(column_times) else self._solve_columns)(b, out)
             return
         by_block = len(block_times) <= len(column_times)

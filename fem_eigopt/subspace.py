@@ -324,6 +324,9 @@ class SubspaceModalSolver:
                  fresh: bool = False) -> tuple[np.ndarray, np.ndarray, int, float]:
         """LOBPCG from ``X0``; returns (X, λ, iterations, seconds spent refactorising).
 
+        X is a view into the kept search-space arrays, valid until the next call (which starts
+        from it without copying it).
+
         ``fresh``: the factorisation belongs to this design (else it is stale and is refreshed
         midway once the iterations exceed what refactorising would cost, :meth:`_stale_limit`).
 
@@ -342,8 +345,11 @@ class SubspaceModalSolver:
         self.last_refresh_at = None
         sets, residual, preconditioned = self._workspace(n, b)
         identity = np.eye(b)
-        S, KS, MS = sets[0]
-        S[:, :b] = X0
+        # start in the set holding X0 when it is the last solve's result (a view: no copies)
+        current = 1 if X0.base is sets[1][0] else 0
+        S, KS, MS = sets[current]
+        if X0.base is not S:
+            S[:, :b] = X0
         sparse_matmul(K, X0, out=KS[:, :b])
         sparse_matmul(M, X0, out=MS[:, :b])
         width = b  # columns of S in use: X, then P and W of equal width
@@ -353,7 +359,6 @@ class SubspaceModalSolver:
         converged = np.zeros(b, dtype=bool)
         its = its_at_refresh = 0
         limit = self.max_iterations if fresh else self._stale_limit()
-        current = 0
         while True:
             self.n_rayleigh_ritz += 1
             try:
@@ -400,7 +405,7 @@ class SubspaceModalSolver:
             done = res <= tol_all[active]
             converged[active[done]] = True  # soft locking: a converged vector gets no more directions
             if np.all(converged[:wanted]):
-                return X.copy(), lam, its, t_refresh
+                return X, lam, its, t_refresh  # a view into the kept arrays, the next X0
             # Stale factors: extrapolate the residual's mean rate of decrease so far and refresh as
             # soon as convergence is predicted beyond the limit, instead of finding out at the limit
             # (a failed probe of stale factors then costs 2-3 iterations, not the whole limit).

@@ -207,7 +207,10 @@ def test_pardiso_block_solves_by_columns_and_tuned(precision):
             assert np.linalg.norm(x - reference) / np.linalg.norm(reference) < tol
         if mode == "auto":
             block_times, column_times = f._rhs_timings[3]
-            assert len(block_times) == len(column_times) == f.TUNING_SAMPLES  # then no more timing
+            # then no more timing: after TUNING_SAMPLES each, or one each if one way clearly won
+            ratio = max(min(block_times) / min(column_times), min(column_times) / min(block_times))
+            assert abs(len(block_times) - len(column_times)) <= 1  # alternating
+            assert min(len(block_times), len(column_times)) == f.TUNING_SAMPLES or ratio >= f.CLEAR_WIN
             f.solve(B[:, :2])
             assert set(f._rhs_timings) == {3, 2}
             f.factor(A)  # same pattern: timings kept
