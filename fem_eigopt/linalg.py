@@ -333,21 +333,29 @@ class PardisoFactorization(Factorization):
             self._solve_tuned(b, out)
         return out
 
+    def _buffers(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Kept Fortran-ordered right-hand-side and solution arrays in PARDISO's precision, shaped
+        like ``b`` (views of arrays grown to the widest block seen), the right-hand sides filled."""
+        n, k = b.shape[0], (b.shape[1] if b.ndim == 2 else 1)
+        if self._rhs is None or self._rhs.shape[0] != n or self._rhs.shape[1] < k or self._rhs.dtype != self._dtype:
+            self._rhs = np.empty((n, k), dtype=self._dtype, order="F")
+            self._sol = np.empty((n, k), dtype=self._dtype, order="F")
+        rhs, sol = (self._rhs[:, :k], self._sol[:, :k]) if b.ndim == 2 else (self._rhs[:, 0], self._sol[:, 0])
+        rhs[...] = b  # one conversion for the block (column by column from a row-major b: 2x slower)
+        return rhs, sol
+
     def _solve_block(self, b: np.ndarray, out: np.ndarray) -> None:
-        shape = b.shape if b.ndim == 1 else (b.shape[0], b.shape[1])
-        self._rhs = _reusable_f(self._rhs, shape, self._dtype)
-        self._sol = _reusable_f(self._sol, shape, self._dtype)
-        self._rhs[...] = b
-        self._call(33, self._rhs, self._sol)
-        out[...] = self._sol
+        rhs, sol = self._buffers(b)
+        self._call(33, rhs, sol)
+        out[...] = sol
 
     def _solve_columns(self, b: np.ndarray, out: np.ndarray) -> None:
-        self._rhs = _reusable_f(self._rhs, (b.shape[0],), self._dtype)
-        self._sol = _reusable_f(self._sol, (b.shape[0],), self._dtype)
+        rhs, sol = self._buffers(b)
         for j in range(b.shape[1]):
-            self._rhs[...] = b[:, j]
-            self._call(33, self._rhs, self._sol)
-            out[:, j] = self._sol
+            self._call(33, rhs[:, j], sol[:, j])
+        # one copy of the block into out: writing each column into a row-major out touched every
+        # cache line of it once per column (0.22 ms a column at 40 400 rows, the block 0.4 ms)
+        out[...] = sol
 
     def _solve_tuned(self, b: np.ndarray, out: np.ndarray) -> None:
         """Block or column by column, whichever was faster for this number of columns."""
@@ -361,13 +369,6 @@ class PardisoFactorization(Factorization):
         t0 = time.perf_counter()
         (self._solve_block if by_block else self._solve_columns)(b, out)
         (block_times if by_block else column_times).append(time.perf_counter() - t0)
-
-
-def _reusable_f(buffer: np.ndarray | None, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """:func:`reusable`, Fortran-ordered (PARDISO's layout for several right-hand sides)."""
-    if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != np.dtype(dtype):
-        return np.empty(shape, dtype=dtype, order="F")
-    return buffer
 
 
 class CholmodFactorization(Factorization):
@@ -644,7 +645,7 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
     """``A @ B`` (or ``Aᵀ @ B``; with ``accumulate``, ``out + A @ B``) for tall-skinny blocks, through MKL's ``cblas_dgemm`` when MKL is
     loaded (PARDISO's ``mkl_rt``; MKL's threads), else NumPy.
 
-    A, B and ``out`` may be column slices of wider C-ordered arrays (LOBPCG's [X P W] side by side):
+    A, B and ``out`` may be column slices of wider C-ordered arrays (LOBPCG's [X W P] side by side):
     MKL reads and writes them in place through its leading dimensions, where NumPy's ``matmul``
     falls back to a slow loop for such an ``out`` (measured at 40 400 × 18 times 18 × 6: NumPy
     0.94 ms into a column slice, 0.65-0.79 ms into a fresh array, MKL 0.27-0.32 ms with 2 threads,

@@ -330,15 +330,16 @@ class SubspaceModalSolver:
         ``fresh``: the factorisation belongs to this design (else it is stale and is refreshed
         midway once the iterations exceed what refactorising would cost, :meth:`_stale_limit`).
 
-        The search space S = [X P W] (Ritz vectors, LOBPCG directions, preconditioned residuals)
+        The search space S = [X W P] (Ritz vectors, preconditioned residuals, LOBPCG directions)
         and its products KS, MS live side by side in kept (n, 3b) arrays, two sets used in turn:
         each Rayleigh–Ritz step reads the current set with two Gram products and writes the next
         X, P (and their products, carried along: no extra sparse products) straight into the
-        other set, where W and its products are then added (MKL's dgemm,
-        :func:`~fem_eigopt.linalg.dense_matmul`, reads and writes the column slices in place). The
-        memory traffic is what costs here (n × 3b doubles per array, beyond the core's caches at
-        2D sizes): a step took 3.8 ms instead of 13 ms block by block at 40 400 unknowns (b = 6),
-        20 ms instead of 60 ms at 160 800.
+        other set (MKL's dgemm, :func:`~fem_eigopt.linalg.dense_matmul`, reads and writes the
+        column slices in place); the preconditioner writes W into its place there, right after X
+        (columns of converged vectors are then dropped, moving the others left). The memory
+        traffic is what costs here (n × 3b doubles per array, beyond the core's caches at 2D
+        sizes): a step took 3.8 ms instead of 13 ms block by block at 40 400 unknowns (b = 6),
+        20 ms instead of 60 ms at 160 800; copying W into place cost 1.6 ms more per iteration.
         """
         n, b = X0.shape
         t_refresh = 0.0
@@ -392,7 +393,7 @@ class SubspaceModalSolver:
             # the column slices in place (NumPy's expression on them took 2.3 ms at 40 400 × 6,
             # the GEMMs 0.65 ms) and write a kept buffer
             select = identity[:, active]
-            R, W = residual[:, :active.size], preconditioned[:, :active.size]
+            R, W = residual[:, :active.size], nS[:, b:b + active.size]  # W in its place in [X W P]
             dense_matmul(KX, select, out=R)
             dense_matmul(MX, select * -lam[active], out=R, accumulate=True)
             self.factorization.solve_into(R, W)
@@ -432,16 +433,18 @@ class SubspaceModalSolver:
                 self.n_preconditioner_columns += R.shape[1]
             next_active = active[~done]
             a = next_active.size
+            if a < active.size:  # converged vectors get no direction: drop their W columns
+                dense_matmul(W, identity[:active.size, :active.size][:, ~done], out=preconditioned[:, :a])
+                dense_matmul(preconditioned[:, :a], identity[:a, :a], out=nS[:, b:b + a])
+            sparse_matmul(K, nS[:, b:b + a], out=nKS[:, b:b + a])
+            sparse_matmul(M, nS[:, b:b + a], out=nMS[:, b:b + a])
             p = 0
-            if width > b:  # P = [P W]_old C (the part of the new X beyond the old X), next_active columns
+            if width > b:  # P = [W P]_old C (the part of the new X beyond the old X), next_active columns
                 rows = C[b:width][:, next_active]
                 for old, new in ((S, nS), (KS, nKS), (MS, nMS)):
-                    dense_matmul(old[:, b:width], rows, out=new[:, b:b + a])
+                    dense_matmul(old[:, b:width], rows, out=new[:, b + a:b + 2 * a])
                 p = a
-            nS[:, b + p:b + p + a] = W if a == active.size else W[:, ~done]
-            sparse_matmul(K, nS[:, b + p:b + p + a], out=nKS[:, b + p:b + p + a])
-            sparse_matmul(M, nS[:, b + p:b + p + a], out=nMS[:, b + p:b + p + a])
-            width = b + p + a
+            width = b + a + p
             S, KS, MS = sets[1 - current]
             current = 1 - current
             active = next_active
@@ -451,7 +454,7 @@ class SubspaceModalSolver:
     def _workspace(self, n: int, b: int) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray,
                                                   np.ndarray]:
         """Kept arrays for :meth:`_iterate` (see `reusable`): two sets of (S, KS, MS), each (n, 3b),
-        and the residuals and preconditioned residuals, (n, b) each."""
+        the residuals and a work array for dropping converged columns of W, (n, b) each."""
         kept = self._sets
         if kept is None or kept[1].shape != (n, b):
             kept = ([tuple(np.empty((n, 3 * b)) for _ in range(3)) for _ in range(2)], np.empty((n, b)),
