@@ -295,8 +295,12 @@ def test_gradients_through_the_subspace_solver_pass_the_taylor_test():
     x[:n] = np.clip(x0[:n] + rng.uniform(-0.1, 0.1, n), 0.2, 0.95)
     evaluator(x)
     names = [evaluator.objective.name] + evaluator.constraint_names
-    for c in check_evaluator(evaluator, x, lower, upper, names, n_directions=1, seed=5):
+    # Central differences with a 1e-4 step: LOBPCG's eigenvalues are accurate to ~tol² = 1e-12
+    # (relative), which a 1e-6 step turns into differences off by up to ~1e-5 (measured 4e-6 and
+    # 7e-6 on runs that refactorised at other designs; a full-suite run once broke a 1e-5 bound). With 1e-4:
+    # 0.8-1.4e-7 at eigen tolerances 1e-6 to 1e-8 — the gradients are that accurate.
+    for c in check_evaluator(evaluator, x, lower, upper, names, n_directions=1, seed=5, cd_step=1e-4):
         assert c.passed, (c.name, c.result.rate)
         if not c.linear:
             assert abs(c.result.rate - 2.0) <= 0.2
-        assert c.relative_error < 1e-5
+        assert c.relative_error < 1e-6, (c.name, c.relative_error)
