@@ -55,6 +55,33 @@ def mean_element_size(mesh) -> float:
     return float(np.mean(element_volumes(mesh)) ** (1.0 / mesh.dim()))
 
 
+def mode_weights(d_eigenvalues: np.ndarray, eigenvalues: np.ndarray, partials: list[Partials]) -> np.ndarray:
+    """How much each mode's sensitivities weigh in the responses' gradients, in [0, 1].
+
+    For every partial r, w_ir = |∂f_r/∂λ_i| |λ_i| divided by its largest over i (the share of
+    mode i's term in the relative gradient of f_r, since |∇λ_i| scales with λ_i); the weight of
+    mode i is its largest share over the partials, 1 for modes whose eigenvectors a response
+    uses (their adjoint needs them accurately). The subspace solver converges lightly weighted
+    modes less tightly (:meth:`~fem_eigopt.subspace.SubspaceModalSolver._accurate_tolerances`).
+
+    Parameters
+    ----------
+    d_eigenvalues : ndarray (n_modes, n_partials)
+        ∂f_r/∂λ_i.
+    eigenvalues : ndarray (n_modes,)
+    partials : list of Partials
+    """
+    terms = np.abs(d_eigenvalues) * np.abs(eigenvalues)[:, None]
+    peak = terms.max(axis=0, initial=0.0)
+    shares = np.divide(terms, peak, out=np.zeros_like(terms), where=peak > 0)
+    weights = shares.max(axis=1, initial=0.0)
+    for p in partials:
+        if p.d_vectors is not None:
+            used = np.flatnonzero(np.any(p.d_vectors != 0, axis=0))
+            weights[used[used < weights.size]] = 1.0
+    return weights
+
+
 class DesignEvaluator:
     """Evaluate objective, constraints and gradients of a density design.
 
@@ -379,6 +406,8 @@ class DesignEvaluator:
         for r, p in enumerate(partials):
             if p.d_eigenvalues is not None:
                 D_lam[:, r] = p.d_eigenvalues
+        if hasattr(self.solver, "mode_weights"):  # for the next design's per-mode tolerances
+            self.solver.mode_weights = mode_weights(D_lam, modes.eigenvalues, partials)
         g_sK = np.zeros((n_elem, R))
         g_sM = np.zeros((n_elem, R))
         used = np.flatnonzero(np.any(D_lam != 0, axis=1))

@@ -304,3 +304,47 @@ def test_gradients_through_the_subspace_solver_pass_the_taylor_test():
         if not c.linear:
             assert abs(c.result.rate - 2.0) <= 0.2
         assert c.relative_error < 1e-6, (c.name, c.relative_error)
+
+
+def test_mode_weights_measure_each_modes_share_of_the_gradients():
+    """w_i = |∂f/∂λ_i| λ_i over its largest, the largest share over the partials; modes whose
+    eigenvectors a response uses weigh 1."""
+    from fem_eigopt.evaluate import mode_weights
+    from fem_eigopt.objectives import Partials
+
+    lam = np.array([10.0, 70.0, 100.0, 400.0])
+    harmonic = Partials(0.0, d_eigenvalues=-1.0 / lam**2 * np.array([1, 1, 1, 0]))  # Σ 1/λ_i, i = 1..3
+    np.testing.assert_allclose(mode_weights(harmonic.d_eigenvalues[:, None], lam, [harmonic]),
+                               [1.0, 1 / 7, 1 / 10, 0.0], rtol=1e-14)
+    bound = Partials(0.0, d_eigenvalues=np.array([0.0, 0.0, -1.0, 0.0]))  # a constraint on mode 3 alone
+    volume = Partials(0.0, d_densities=np.ones(5))
+    D = np.column_stack([harmonic.d_eigenvalues, bound.d_eigenvalues, np.zeros(4)])
+    np.testing.assert_allclose(mode_weights(D, lam, [harmonic, bound, volume]), [1.0, 1 / 7, 1.0, 0.0], rtol=1e-14)
+    vector = Partials(0.0, d_vectors=np.column_stack([np.zeros(6), np.zeros(6), np.zeros(6), np.ones(6)]))
+    np.testing.assert_allclose(mode_weights(np.column_stack([harmonic.d_eigenvalues, np.zeros(4)]), lam,
+                                            [harmonic, vector]), [1.0, 1 / 7, 1 / 10, 1.0], rtol=1e-14)
+
+
+def test_lightly_weighted_modes_converge_to_a_looser_tolerance():
+    """Modes with weight w < 1/n (n weighted modes) stop at tol / (n w), up to loose_tol; the others,
+    and any mode within the cluster window of a neighbour, at tol. Eigenvalues follow (~tol²)."""
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
+    solver = SubspaceModalSolver(4, accurate_modes=3)
+    lam = np.array([1.0, 5.0, 10.0, 10.05, 30.0])
+    solver.mode_weights = np.array([1.0, 0.02, 0.5, 0.0])
+    window = solver.CLUSTER_WINDOW
+    np.testing.assert_allclose(solver._accurate_tolerances(lam, 3, window), [1e-6, 1e-6 / 0.06, 1e-6])
+    solver.mode_weights = np.array([1.0, 1e-4, 0.0, 0.0])  # capped at loose_tol; mode 3 (partner of 4): tight
+    np.testing.assert_allclose(solver._accurate_tolerances(lam, 3, window), [1e-6, 1e-3, 1e-6])
+    solver.mode_weights = None
+    np.testing.assert_allclose(solver._accurate_tolerances(lam, 3, window), [1e-6] * 3)
+    # along a design sequence: the lightly weighted second mode is less accurate, within its bound
+    reference = ModalSolver(4)
+    plain, weighted = SubspaceModalSolver(4, accurate_modes=3), SubspaceModalSolver(4, accurate_modes=3)
+    for x in design_sequence(model, 5, 0.05, seed=6):
+        K, M = model.stiffness(x**3), model.mass(x)
+        weighted.mode_weights = np.array([1.0, 0.01, 1.0, 0.0])
+        a, b, ref = plain.solve(K, M), weighted.solve(K, M), reference.solve(K, M)
+        np.testing.assert_allclose(a.eigenvalues[:3], ref.eigenvalues[:3], rtol=1e-11)
+        np.testing.assert_allclose(b.eigenvalues[[0, 2]], ref.eigenvalues[[0, 2]], rtol=1e-11)
+        assert abs(b.eigenvalues[1] / ref.eigenvalues[1] - 1) < 10 * (1e-6 / 0.03) ** 2
