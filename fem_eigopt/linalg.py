@@ -273,6 +273,7 @@ class PardisoFactorization(Factorization):
     def release(self) -> None:
         self._release()
         self._indptr = self._indices = self._upper_pos = self._ia = self._ja = self._a = self._gathered = None
+        self._rhs = self._sol = None
         self._n = 0
 
     def __del__(self) -> None:  # pragma: no cover - depends on GC timing
@@ -642,8 +643,9 @@ def _mkl_dgemm():
 
 def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
                  transpose_a: bool = False, accumulate: bool = False) -> np.ndarray:
-    """``A @ B`` (or ``Aᵀ @ B``; with ``accumulate``, ``out + A @ B``) for tall-skinny blocks, through MKL's ``cblas_dgemm`` when MKL is
-    loaded (PARDISO's ``mkl_rt``; MKL's threads), else NumPy.
+    """``A @ B`` (or ``Aᵀ @ B``; with ``accumulate``, ``out + A @ B``) for tall-skinny blocks,
+    through MKL's ``cblas_dgemm`` when MKL is loaded (PARDISO's ``mkl_rt``; MKL's threads), else
+    NumPy.
 
     A, B and ``out`` may be column slices of wider C-ordered arrays (LOBPCG's [X W P] side by side):
     MKL reads and writes them in place through its leading dimensions, where NumPy's ``matmul``
