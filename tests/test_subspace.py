@@ -348,3 +348,16 @@ def test_lightly_weighted_modes_converge_to_a_looser_tolerance():
         np.testing.assert_allclose(a.eigenvalues[:3], ref.eigenvalues[:3], rtol=1e-11)
         np.testing.assert_allclose(b.eigenvalues[[0, 2]], ref.eigenvalues[[0, 2]], rtol=1e-11)
         assert abs(b.eigenvalues[1] / ref.eigenvalues[1] - 1) < 10 * (1e-6 / 0.03) ** 2
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_every_factorisation_backend_preconditions_the_solver(backend):
+    """The preconditioner writes straight into the search space (Factorization.solve_into: PARDISO's
+    own, the base class's for the others); the same eigenpairs with every backend."""
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
+    solver, reference = SubspaceModalSolver(4, backend=backend, factorization_worth=2.0), ModalSolver(4)
+    for x in design_sequence(model, 4, 0.05, seed=2):
+        K, M = model.stiffness(x**3), model.mass(x)
+        got, ref = solver.solve(K, M), reference.solve(K, M)
+        np.testing.assert_allclose(got.eigenvalues, ref.eigenvalues, rtol=1e-10)
+    assert solver.backend == backend and solver.n_cold_starts == 1
