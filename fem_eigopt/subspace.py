@@ -349,6 +349,7 @@ class SubspaceModalSolver:
         self.last_refresh_at = None
         sets, residual, preconditioned = self._workspace(n, b)
         identity = np.eye(b)
+        rtw_buffer = np.empty(b)  # rᵀ T r per active column (from the preconditioner's solve)
         # start in the set holding X0 when it is the last solve's result (a view: no copies)
         current = 1 if X0.base is sets[1][0] else 0
         S, KS, MS = sets[current]
@@ -399,13 +400,14 @@ class SubspaceModalSolver:
             R, W = residual[:, :active.size], nS[:, b:b + active.size]  # W in its place in [X W P]
             dense_matmul(KX, select, out=R)
             dense_matmul(MX, select * -lam[active], out=R, accumulate=True)
-            self.factorization.solve_into(R, W)
+            rtw = rtw_buffer[:active.size]
+            self.factorization.solve_into(R, W, dots=rtw)
             self.n_preconditioner_columns += R.shape[1]
             # Energy-norm residual: √(rᵀ T r / (λ − σ)) ≈ the eigenvector's relative error in the
             # energy norm (exact for a fresh T), the quantity the sensitivities φ_eᵀK_eφ_e depend on.
             # The Euclidean ‖Kx − λMx‖ would demand far more: it weighs the error's high-frequency
             # part by λ_high/λ and, forming Kx for a smooth mode, cancels to eps·λ_max/λ.
-            res = np.sqrt(np.abs(np.einsum("ij,ij->j", R, W)) / np.maximum(lam[active] - sigma, 1e-300))
+            res = np.sqrt(np.abs(rtw) / np.maximum(lam[active] - sigma, 1e-300))
             done = res <= tol_all[active]
             converged[active[done]] = True  # soft locking: a converged vector gets no more directions
             if np.all(converged[:wanted]):
@@ -432,7 +434,7 @@ class SubspaceModalSolver:
                 limit = self.max_iterations
                 its_at_refresh = its
                 logger.debug("subspace solver: refreshed the factorisation after %d iterations", its)
-                self.factorization.solve_into(R, W)
+                self.factorization.solve_into(R, W, dots=rtw)
                 self.n_preconditioner_columns += R.shape[1]
             next_active = active[~done]
             a = next_active.size

@@ -237,6 +237,20 @@ def test_pardiso_block_solves_by_columns_and_tuned(precision):
         out1 = np.empty(K.shape[0])
         f.solve_into(B[:, 1], out1)
         assert np.array_equal(out1, single.solve(B[:, 1]))
+        # dots: b_jᵀ x_j from PARDISO's own buffers (the float32-rounded b in single precision)
+        dots, one = np.empty(3), np.empty(1)
+        f.solve_into(wide_B[:, 2:5], out[:, 4:7], dots=dots)
+        np.testing.assert_allclose(dots, np.einsum("ij,ij->j", B, out[:, 4:7]), rtol=1e-6 if precision == "single" else 1e-13)
+        f.solve_into(B[:, 1], out1, dots=one)
+        assert one[0] == pytest.approx(B[:, 1] @ out1, rel=1e-6 if precision == "single" else 1e-13)
+    # the base class (SuperLU): the same contract
+    lu = make_factorization("superlu")
+    lu.factor(A)
+    out, dots = np.full((K.shape[0], 9), 7.0), np.empty(3)
+    lu.solve_into(wide_B[:, 2:5], out[:, 4:7], dots=dots)
+    np.testing.assert_allclose(out[:, 4:7], reference, rtol=1e-10)
+    np.testing.assert_allclose(dots, np.einsum("ij,ij->j", B, reference), rtol=1e-10)
+    assert np.all(out[:, :4] == 7.0) and np.all(out[:, 7:] == 7.0)
     with pytest.raises(fe.InputError, match="multi_rhs 'rows'"):
         make_factorization("pardiso", multi_rhs="rows")
 
