@@ -108,8 +108,10 @@ differ), then one row per tool:
 
 Below the table: the solver each row used (for the subspace solver also its counted work per
 design: preconditioner columns, LOBPCG iterations, Rayleigh–Ritz steps, factorisations — numbers
-a noisy machine does not change) and notes (runs that stopped early and why), then the
-objective along each tool's last run ("k:value" every N/10 iterations) — a value of order 1e5 or
+a noisy machine does not change) and notes (runs that stopped early and why), with
+``--repeats`` ≥ 2 the ratio per repeat (each tool's median s/it of its k-th run; the k-th runs
+ran one after the other, so their spread shows what the machine's state does to the ratio), then
+the objective along each tool's last run ("k:value" every N/10 iterations) — a value of order 1e5 or
 more means the design lost its connection to the non-design block (ω1 near 0).
 
 ``--start feasible`` starts both tools from the uniform value that meets the volume limit
@@ -705,6 +707,7 @@ def print_size(size: str, results: list[dict], iterations: int) -> None:
             runs=len(good), errors=errors, consistent=len(finals) <= 1, status=last.get("status", ""),
             info=last.get("info", ""), start_note=last.get("start_note", ""),
             trace=[it["f"] for it in last["iterations"]],
+            run_medians=[float(np.median([it["wall"] for it in r["iterations"]])) for r in good if r["iterations"]],
             extra=[r.get("extra_evaluations", 0) for r in good],
             factor=_median_or_none([r.get("factor_s") for r in good]),
             sens_share=(float(np.sum([it["sens_filter"] for it in its]) / wall.sum())
@@ -746,6 +749,13 @@ def print_size(size: str, results: list[dict], iterations: int) -> None:
         if s["errors"]:
             notes.append(f"{len(s['errors'])} failed run(s): {s['errors'][0]}")
         print(f"  {s['label']}: {s['info']}; {s['runs']} run(s)" + ("; " + "; ".join(notes) if notes else ""))
+    # Ratio per repeat (run k of each tool ran next to each other): how much of the table's ratio
+    # is the machine's state (a shared host: load moves pyMOTO's and our times differently)
+    if pym and len(pym["run_medians"]) > 1:
+        for s in stats:
+            if "median" in s and s is not pym and len(s["run_medians"]) == len(pym["run_medians"]):
+                pairs = ", ".join(f"{p:.3f}/{f:.3f} = {p / f:.2f}x" for p, f in zip(pym["run_medians"], s["run_medians"]))
+                print(f"  per repeat, pyMOTO/{s['label']} (median s/it of each run): {pairs}")
     # the objective along the last run of each tool: pyMOTO's value is evaluated at the start of
     # iteration k (design after k − 1 updates), fem_eigopt's at the end of iteration k
     every = max(1, iterations // 10)

@@ -43,3 +43,21 @@ def test_parse_nlopt(bench):
     assert bench.parse_nlopt("") == {}
     with pytest.raises(SystemExit):
         bench.parse_nlopt("inner_maxeval")
+
+
+def test_table_reports_the_ratio_per_repeat(bench, capsys):
+    """print_size: the medians of all runs in the table, and with two repeats the ratio of each
+    pair of runs (pyMOTO's k-th against fem_eigopt's k-th) below it."""
+    def run(label, seconds, f):
+        its = [dict(wall=s, eval=0.9 * s, evals=1, f=f, sens_filter=0.01 * s) for s in seconds]
+        return dict(label=label, iterations=its, final=dict(f=f, omega1=12.0, volume=0.5), completed=len(its),
+                    setup_s=1.0, info="synthetic", status="MAXEVAL_REACHED", initial_eigenvalues=[1.0, 2.0, 3.0],
+                    n_elements=8, n_dofs=30)
+    results = [run("pyMOTO", [0.5, 0.6, 0.7], 13.0), run("fem", [0.1, 0.1, 0.1], 12.0),
+               run("pyMOTO", [0.9, 1.0, 1.1], 13.0), run("fem", [0.2, 0.2, 0.25], 12.0)]
+    bench.print_size("8x4", results, 3)
+    out = capsys.readouterr().out
+    assert "per repeat, pyMOTO/fem (median s/it of each run): 0.600/0.100 = 6.00x, 1.000/0.200 = 5.00x" in out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["fem"])
+    assert float(row.split()[1]) == pytest.approx(0.15)  # median over both runs' iterations
+    assert float(row.split()[6]) == pytest.approx(0.8 / 0.15, abs=0.01)  # pyMOTO/x from the medians
