@@ -61,3 +61,28 @@ def test_table_reports_the_ratio_per_repeat(bench, capsys):
     row = next(line for line in out.splitlines() if line.split()[:1] == ["fem"])
     assert float(row.split()[1]) == pytest.approx(0.15)  # median over both runs' iterations
     assert float(row.split()[6]) == pytest.approx(0.8 / 0.15, abs=0.01)  # pyMOTO/x from the medians
+
+
+def test_stage_benchmark_rows_add_up_to_the_loop(capsys):
+    """bench_subspace.py --quick (a 3D mesh: the subspace solver): exclusive stage times whose rows
+    add up to the timed loop, the preconditioner's solves among them, and the counted work."""
+    spec = importlib.util.spec_from_file_location("bench_subspace", REPO / "benchmarks" / "bench_subspace.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from fem_eigopt import evaluate, linalg, subspace
+
+    assert module.main(["--quick"]) == 0
+    # the benchmark instruments the library in place and undoes it afterwards
+    assert subspace.dense_matmul is linalg.dense_matmul and not hasattr(evaluate.element_energies, "__wrapped__")
+    assert not hasattr(evaluate.DesignEvaluator.__call__, "__wrapped__")
+    out = capsys.readouterr().out
+    rows = {}
+    for line in out.splitlines():
+        parts = line.rsplit(None, 4)
+        if "%" in line and len(parts) >= 4:
+            label = line[:52].strip()
+            rows[label] = float(line[52:63])
+    total = rows.pop("total (the timed loop)")
+    assert total > 0 and sum(rows.values()) == pytest.approx(total, abs=0.05 * len(rows))
+    assert rows["preconditioner solves (PARDISO 33)"] > 0 and rows["Rayleigh-Ritz (Gram products, eigh)"] > 0
+    assert "counted work per design" in out and "LOBPCG iterations" in out
