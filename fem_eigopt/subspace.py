@@ -347,7 +347,7 @@ class SubspaceModalSolver:
         n, b = X0.shape
         t_refresh = 0.0
         self.last_refresh_at = None
-        sets, residual, preconditioned = self._workspace(n, b)
+        sets, residual = self._workspace(n, b)
         identity = np.eye(b)
         rtw_buffer = np.empty(b)  # rᵀ T r per active column (from the preconditioner's solve)
         # start in the set holding X0 when it is the last solve's result (a view: no copies)
@@ -357,7 +357,7 @@ class SubspaceModalSolver:
             S[:, :b] = X0
         sparse_matmul(K, X0, out=KS[:, :b])
         sparse_matmul(M, X0, out=MS[:, :b])
-        width = b  # columns of S in use: X, then P and W of equal width
+        width = b  # columns of S in use: X, then W and P of equal width
         lam = None
         sigma = self.shift
         active = np.arange(b)
@@ -438,9 +438,10 @@ class SubspaceModalSolver:
                 self.n_preconditioner_columns += R.shape[1]
             next_active = active[~done]
             a = next_active.size
-            if a < active.size:  # converged vectors get no direction: drop their W columns
-                dense_matmul(W, identity[:active.size, :active.size][:, ~done], out=preconditioned[:, :a])
-                dense_matmul(preconditioned[:, :a], identity[:a, :a], out=nS[:, b:b + a])
+            # converged vectors get no direction: drop their W columns, moving the others left
+            for to, col in enumerate(np.flatnonzero(~done)):
+                if to != col:
+                    nS[:, b + to] = nS[:, b + col]
             sparse_matmul(K, nS[:, b:b + a], out=nKS[:, b:b + a])
             sparse_matmul(M, nS[:, b:b + a], out=nMS[:, b:b + a])
             p = 0
@@ -488,14 +489,12 @@ class SubspaceModalSolver:
                 tols[i] = min(self.tol / max(n_weighted * wi, 1e-300), ceiling)
         return tols
 
-    def _workspace(self, n: int, b: int) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray,
-                                                  np.ndarray]:
+    def _workspace(self, n: int, b: int) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
         """Kept arrays for :meth:`_iterate` (see `reusable`): two sets of (S, KS, MS), each (n, 3b),
-        the residuals and a work array for dropping converged columns of W, (n, b) each."""
+        and the residuals, (n, b)."""
         kept = self._sets
         if kept is None or kept[1].shape != (n, b):
-            kept = ([tuple(np.empty((n, 3 * b)) for _ in range(3)) for _ in range(2)], np.empty((n, b)),
-                    np.empty((n, b)))
+            kept = ([tuple(np.empty((n, 3 * b)) for _ in range(3)) for _ in range(2)], np.empty((n, b)))
             self._sets = kept
         return kept
 
