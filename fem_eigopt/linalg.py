@@ -71,6 +71,14 @@ class Factorization:
     def release(self) -> None:
         """Free the factors and the symbolic analysis (the next :meth:`factor` starts afresh)."""
 
+    def work_estimate(self) -> tuple[float, float] | None:
+        """(floating-point operations of one numeric factorisation, non-zeros of the factors) of the
+        current pattern, as the backend's analysis reports them; None where it reports neither.
+
+        Machine-independent measures of what a factorisation and a solve cost, for decisions that
+        must come out the same in every run (the subspace solver's refresh rule)."""
+        return None
+
     #: number of symbolic analyses and numeric factorisations done (for tests and benchmarks)
     n_symbolic: int = 0
     n_numeric: int = 0
@@ -213,6 +221,7 @@ class PardisoFactorization(Factorization):
         ip[10] = 0  # no scaling (symmetric matrices)
         ip[12] = 0  # no weighted matching (symmetric matrices)
         ip[17] = -1  # report nnz(L)
+        ip[18] = -1  # report the factorisation's floating-point operations (MFLOP)
         ip[27] = 1 if self.precision == "single" else 0  # factors, matrix and vectors in float32
         ip[34] = 1  # zero-based indexing: no copies of the index arrays
 
@@ -321,6 +330,14 @@ class PardisoFactorization(Factorization):
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.asarray(b, dtype=np.float64)
         return self.solve_into(b, np.empty(b.shape, order="F"))
+
+    def work_estimate(self) -> tuple[float, float] | None:
+        """PARDISO's own counts from the analysis (phase 11): ``iparm[18]`` MFLOP of the numeric
+        factorisation (0 below one MFLOP) and ``iparm[17]`` non-zeros of the factors (both
+        deterministic: METIS's ordering of a pattern is)."""
+        if not self._n or self._iparm[17] <= 0 or self._iparm[18] < 0:
+            return None
+        return 1e6 * float(self._iparm[18]), float(self._iparm[17])
 
     def solve_into(self, b: np.ndarray, out: np.ndarray, dots: np.ndarray | None = None) -> np.ndarray:
         """Solutions for the columns of ``b`` written into ``out``, through kept buffers: the

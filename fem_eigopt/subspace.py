@@ -14,8 +14,9 @@ shift-invert inverse iteration, accelerated by the LOBPCG direction. When T is s
 excellent preconditioner while the design changes little, and a design step costs a few block
 solves with the kept factors, a few sparse products and a small dense Rayleigh–Ritz problem; no
 factorisation. T is refreshed (one numeric factorisation on the fixed pattern, the symbolic
-analysis kept) when the iterations a stale T adds cost more than a factorisation (measured as the
-run goes), or in the middle of a solve that stalls; a solve that fails even on fresh factors
+analysis kept) when the iterations a stale T adds cost more than a factorisation (estimated from
+the factorisation's operation counts, so that every run decides alike), or in the middle of a solve
+that stalls; a solve that fails even on fresh factors
 restarts cold.
 
 The block holds ``k + 1`` wanted vectors (the modes asked for and one more to see whether the last
@@ -76,12 +77,23 @@ class SubspaceModalSolver:
         pyMOTO comparison problems (MMA iterations with guard 1, 2, 3, 5 at 200x100: 0.170, 0.185,
         0.195, 0.223 s; 40x20x20: 1.15, 1.21, 1.23 s for 1-3) — the extra convergence speed of a
         larger block does not repay its solves and Rayleigh-Ritz work.
-    factorization_worth : float, optional
+    factorization_worth : None, "measured" or float
         LOBPCG iterations one refactorisation is worth in the refresh rule of
-        :meth:`_plan_refresh`. Default (None): measured in every solve as
-        t_factorisation / t_iteration, which lets the machine's timings decide when to
-        refactorise — so two runs may differ in the last bits and in their counted work. Fix it
-        for runs whose counted work is reproducible (the tests comparing counts do).
+        :meth:`_plan_refresh`. None (default): estimated from counts that are the same in every
+        run — the factorisation's floating-point operations F and the non-zeros of its factors L
+        as the backend's analysis reports them (PARDISO), and the preconditioner columns c per
+        LOBPCG iteration of the last solve: worth = F / (κ · L · c), κ =
+        :attr:`FLOPS_PER_SOLVED_ENTRY`, at least 1. A factorisation runs at a high flop rate
+        (BLAS 3), an iteration streams the factors once per column and does dense work of about
+        the same size, so κ is a ratio of machine rates; fitted on the pyMOTO benchmark problems
+        of ``benchmarks/bench_pymoto.py`` (single-precision factors, 2 cores), where the measured
+        ratio t_factorisation / t_iteration was 1.1, 1.1, 1.4 (2D 100x50, 200x100, 400x200) and
+        3.3, 5.4, 5.8 (3D 20x10x10, 30x15x15, 40x20x20) and the estimate gives 1, 1, 1.6 and 3.0,
+        5.8, 8.4. The refresh decision is not sensitive to a factor of 2 here, and two runs of the
+        same problem now refresh at the same designs. Backends that report no counts (SuperLU,
+        CHOLMOD) fall back to ``"measured"``: t_factorisation / t_iteration timed in every solve,
+        which lets the machine's load decide when to refactorise, so two runs may differ in the
+        last bits and in their counted work. A number pins the worth (tests comparing counts).
     refresh_after : int
         Refactorise before the next solve when this one needed more LOBPCG iterations (an upper
         limit: usually the cost rule of :meth:`_plan_refresh` decides earlier).
@@ -144,6 +156,10 @@ class SubspaceModalSolver:
     #: relative eigenvalue distance within which a vector next to the accurate modes is treated
     #: as their cluster partner (and converged as tightly)
     CLUSTER_WINDOW = 1e-2
+    #: κ of the estimated ``factorization_worth`` F / (κ · L · c): factorisation flops that take
+    #: as long as one preconditioner column's share of a LOBPCG iteration, per factor non-zero
+    #: (fitted from 17.5-46 on the six benchmark sizes quoted there)
+    FLOPS_PER_SOLVED_ENTRY = 32.0
 
     def __init__(self, n_modes: int = 6, shift="auto", backend: str = "auto", cluster_tol: float = 1e-6,
                  tol: float = 1e-6, guard: int = 1, refresh_after: int = 12, max_iterations: int = 16,
@@ -164,8 +180,10 @@ class SubspaceModalSolver:
         self.warn_incomplete_cluster = True
         self.loose_tol = float(loose_tol)
         self.guard_tol = float(guard_tol)
-        if factorization_worth is not None and not factorization_worth >= 1.0:
-            raise ValueError(f"factorization_worth={factorization_worth!r}: must be >= 1 (or None: measured)")
+        if factorization_worth not in (None, "measured") and not (
+                isinstance(factorization_worth, (int, float)) and factorization_worth >= 1.0):
+            raise ValueError(f"factorization_worth={factorization_worth!r}: must be >= 1, None (estimated "
+                             "from the factorisation's counts) or 'measured'")
         self.factorization_worth = factorization_worth
         #: weights w_i in [0, 1] of the accurate modes in the responses' gradients, set by the
         #: design evaluator after each evaluation (see :meth:`_accurate_tolerances`); None: all 1
@@ -196,6 +214,7 @@ class SubspaceModalSolver:
         self._baseline_its: int | None = None
         self._t_factor = 0.0
         self._t_iteration: float | None = None
+        self._columns_per_iteration: float | None = None  # preconditioner columns, last solve
         self._probe_wait = 1  # designs between attempts with stale factors after they failed
         self._designs_to_probe = 0
 
@@ -203,23 +222,28 @@ class SubspaceModalSolver:
         """Forget the kept vectors: the next solve starts cold (after a jump in the design)."""
         self._X = None
 
-    def _plan_refresh(self, its: int, seconds: float, fresh: bool, stale_failed: bool = False) -> None:
+    def _plan_refresh(self, its: int, seconds: float, fresh: bool, stale_failed: bool = False,
+                      columns: int = 0) -> None:
         """Refactorise before the next solve when the stale factors cost more than a new one.
 
         The iterations a fresh factorisation needs are remembered (``baseline``); once a solve
-        needs more than baseline + t_factorisation / t_iteration, the extra iterations cost more
+        needs more than baseline + what a factorisation is worth in iterations, the extra ones cost more
         than refactorising would (in 2D a factorisation is worth about one iteration, in 3D
-        ten or more).
+        three to eight; see ``factorization_worth``).
 
         A stale solve that had to refactorise midway (``stale_failed``) shows that the factors go
         stale within one design step (2D SIMP designs with a move limit of 0.1: the stale solve
         needed 16–19 iterations against 4–5 fresh, every other design). Then every following
         solve refactorises first, and the stale factors are tried again only after 2, 4, 8, 16
         designs (a probe whose failure doubles the wait).
+
+        ``seconds`` and ``columns``: time and preconditioner columns of the solve's ``its``
+        iterations (see ``factorization_worth``).
         """
         if its == 0:
             return
         self._t_iteration = seconds / its
+        self._columns_per_iteration = max(columns / its, 1.0)
         if fresh or self._baseline_its is None:
             self._baseline_its = its
         self._refresh_next = its > min(self._baseline_its + self._allowance(), self.refresh_after)
@@ -233,9 +257,13 @@ class SubspaceModalSolver:
             self._refresh_next = True
 
     def _allowance(self) -> float:
-        """LOBPCG iterations one factorisation is worth (at least 1)."""
-        if self.factorization_worth is not None:
-            return self.factorization_worth
+        """LOBPCG iterations one factorisation is worth (at least 1; see ``factorization_worth``)."""
+        if self.factorization_worth not in (None, "measured"):
+            return float(self.factorization_worth)
+        work = self.factorization.work_estimate() if self.factorization_worth is None else None
+        if work is not None and self._columns_per_iteration is not None:
+            flops, entries = work
+            return max(flops / (self.FLOPS_PER_SOLVED_ENTRY * max(entries, 1.0) * self._columns_per_iteration), 1.0)
         return max(self._t_factor / max(self._t_iteration, 1e-12), 1.0)
 
     def _stale_limit(self) -> int:
@@ -285,12 +313,14 @@ class SubspaceModalSolver:
                 self._refresh_next = False
             try:
                 t_it = time.perf_counter()
+                columns_before = self.n_preconditioner_columns
                 with limited_threads(self.threads):
                     X, lam, its, refreshed = self._iterate(K, M, self._X, fresh=just_refreshed)
                 t_fact += refreshed
                 self.last_iterations = its
                 self._plan_refresh(its, time.perf_counter() - t_it - refreshed, just_refreshed or refreshed > 0,
-                                   stale_failed=refreshed > 0 and not just_refreshed)
+                                   stale_failed=refreshed > 0 and not just_refreshed,
+                                   columns=self.n_preconditioner_columns - columns_before)
             except _NotConverged as exc:
                 # The design jumped too far for the kept vectors: start again from scratch.
                 logger.debug("subspace solver: %s; cold restart", exc)

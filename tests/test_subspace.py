@@ -155,17 +155,44 @@ def test_rough_guard_vectors_save_solves_not_accuracy():
     assert rough.n_preconditioner_columns < refined.n_preconditioner_columns
 
 
-def test_pinned_refresh_rule_makes_counted_work_reproducible():
+@pytest.mark.parametrize("worth", [1.5, None])
+def test_refresh_rule_makes_counted_work_reproducible(worth):
+    # pinned, or estimated from the factorisation's counts (the default): no timings decide
+    if worth is None and "pardiso" not in available_backends():
+        pytest.skip("the estimate needs PARDISO's counts (other backends fall back to timings)")
     model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
     counts = []
     for _ in range(2):
-        solver = SubspaceModalSolver(4, factorization_worth=1.5)
+        solver = SubspaceModalSolver(4, factorization_worth=worth)
         for x in design_sequence(model, 5, 0.05, seed=3):
             solver.solve(model.stiffness(x**3), model.mass(x))
         counts.append((solver.n_factorizations, solver.n_lobpcg_iterations, solver.n_preconditioner_columns))
     assert counts[0] == counts[1]
-    with pytest.raises(ValueError, match="factorization_worth=0.5"):
-        SubspaceModalSolver(4, factorization_worth=0.5)
+    for bad in (0.5, "timed"):
+        with pytest.raises(ValueError, match=f"factorization_worth={bad!r}"):
+            SubspaceModalSolver(4, factorization_worth=bad)
+
+
+@pytest.mark.skipif("pardiso" not in available_backends(), reason="PARDISO reports the counts")
+def test_estimated_factorization_worth_follows_the_operation_counts():
+    # worth = F / (κ L c): F flops and L factor non-zeros from PARDISO's analysis, c preconditioner
+    # columns per LOBPCG iteration of the last solve; a 3D model's factorisation is worth several
+    # iterations, and "measured" times the machine instead
+    model = build_model(load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "16", "ny": "6", "nz": "6"}))
+    solver = SubspaceModalSolver(4)
+    for x in design_sequence(model, 3, 0.02, seed=5):
+        solver.solve(model.stiffness(x**3), model.mass(x))
+    flops, entries = solver.factorization.work_estimate()
+    assert flops > 10 * entries > 0
+    c = solver._columns_per_iteration
+    assert 1.0 <= c <= solver.n_modes + 1 + solver.guard + 1
+    expected = flops / (SubspaceModalSolver.FLOPS_PER_SOLVED_ENTRY * entries * c)
+    assert expected > 1.0
+    assert solver._allowance() == pytest.approx(expected, rel=1e-12)
+    solver.factorization_worth = "measured"
+    assert solver._allowance() == pytest.approx(max(solver._t_factor / solver._t_iteration, 1.0), rel=1e-12)
+    solver.factorization_worth = 3.0
+    assert solver._allowance() == 3.0
 
 
 def test_accurate_modes_only_tightens_the_leading_ones():
