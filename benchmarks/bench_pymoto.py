@@ -530,6 +530,7 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
                            "(no new evaluation; the fem_eigopt driver would loop forever)")
             raise _NloptCycling(cycling[0])
 
+    evaluator.inexact_gradients = True  # as fem_eigopt.optimize() runs the optimiser's steps
     t_loop = time.perf_counter()
     status = "stopped after the requested iterations"
     previous = signal.signal(signal.SIGALRM, watchdog)

@@ -101,6 +101,13 @@ class DesignEvaluator:
     n_bounds : int
         Number of bound variables b appended to z.
     constraint_names : list of str
+    inexact_gradients : bool
+        False (default): every evaluation's gradients are as accurate as the eigen solver's
+        ``tol`` makes them (gradient checks, outputs). True (set by
+        :func:`fem_eigopt.optimize.optimize` for the optimiser's steps): an iterative eigen solver
+        is told how far the design moved since the last evaluation, and converges only as far as
+        a step of that size needs (:class:`~fem_eigopt.subspace.SubspaceModalSolver`,
+        ``tol_per_change``).
     """
 
     def __init__(self, problem: Problem, model: Model | None = None, backend: str | None = None) -> None:
@@ -168,6 +175,7 @@ class DesignEvaluator:
         self.n_evaluations = 0
         self._prepared = False
         self.adjoint_solver = "minres"
+        self.inexact_gradients = False
 
     # ------------------------------------------------------------------ set-up
     def initial_design(self) -> np.ndarray:
@@ -280,6 +288,8 @@ class DesignEvaluator:
         M = self.model.mass(s_M)
         t["assembly"] = time.perf_counter() - t1
         t2 = time.perf_counter()
+        if hasattr(self.solver, "design_change"):
+            self.solver.design_change = self._design_change(rho) if self.inexact_gradients else None
         # No Lanczos warm start: ARPACK started in the span of the previous modes meets an
         # invariant subspace after k steps and restarts, which measured slower than the fixed
         # start vector; a fixed start also makes every evaluation depend on x alone.
@@ -296,6 +306,14 @@ class DesignEvaluator:
                             modes=modes, vectors=vectors, state=state, timings=t)
         self._solve_key = key
         return self._solved
+
+    def _design_change(self, rho: np.ndarray) -> float | None:
+        """RMS change of the physical densities ``rho`` (n_elem,) since the last evaluated design
+        (None before the first), the step size the eigen solver's accuracy may follow."""
+        if self._previous_rho is None or self._previous_rho.shape != rho.shape:
+            return None
+        d = rho - self._previous_rho
+        return float(np.sqrt(np.dot(d, d) / max(d.size, 1)))
 
     def _align_clusters(self, modes: Modes, rho: np.ndarray, ds_K: np.ndarray, ds_M: np.ndarray) -> np.ndarray:
         """Rotate each cluster's eigenvectors to diagonalise F(d) for the latest design change d."""

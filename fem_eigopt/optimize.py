@@ -165,9 +165,15 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
             return "restart"
         return None
 
-    result = minimize(evaluator, x0, lower, upper, settings, n_constraints=initial.g.size, callback=callback,
-                      on_restart=evaluator.restart_point,
-                      initial_steps=evaluator.initial_steps)
+    # The optimiser's steps need gradients only as accurate as their size (SubspaceModalSolver's
+    # tol_per_change); everything after the run (outputs, checks) gets the full accuracy.
+    evaluator.inexact_gradients = True
+    try:
+        result = minimize(evaluator, x0, lower, upper, settings, n_constraints=initial.g.size, callback=callback,
+                          on_restart=evaluator.restart_point,
+                          initial_steps=evaluator.initial_steps)
+    finally:
+        evaluator.inexact_gradients = False
     final = evaluator(result.best_x)
     solved = evaluator._solve(result.best_x[: evaluator.n_design])
     wall = time.perf_counter() - t_start

@@ -310,6 +310,76 @@ def test_eigen_tol_bounds_the_eigenvalue_error():
     assert iterations[1e-4] < iterations[1e-8], iterations
 
 
+def test_tolerance_follows_the_design_change():
+    """tol_per_change: the accurate modes converge to min(max(tol, η Δ), max_tol) when the design
+    moved by Δ (RMS), to tol when Δ is unknown; eigenvalues stay within ~tol² of Lanczos', and a
+    design sequence with large steps needs fewer iterations than at tol."""
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8", "supports": "CC"}))
+    solver = SubspaceModalSolver(4, factorization_worth=2.0)
+    assert (solver.tol, solver.tol_per_change, solver.max_tol) == (1e-6, 1e-2, 1e-4)
+    for change, expected in ((None, 1e-6), (0.0, 1e-6), (5e-5, 1e-6), (3e-3, 3e-5), (0.05, 1e-4), (2.0, 1e-4)):
+        solver.design_change = change
+        assert solver._step_tolerance() == pytest.approx(expected, rel=1e-12)
+    assert SubspaceModalSolver(4, tol=1e-3)._step_tolerance() == 1e-3  # never tighter than tol
+    solver.tol_per_change = 0.0
+    assert solver._step_tolerance() == 1e-6
+    with pytest.raises(ValueError, match="tol_per_change=-1"):
+        SubspaceModalSolver(4, tol_per_change=-1)
+
+    reference = ModalSolver(4)
+    exact, adaptive = SubspaceModalSolver(4, factorization_worth=2.0), SubspaceModalSolver(4, factorization_worth=2.0)
+    previous = None
+    for x in design_sequence(model, 6, 0.05):
+        rho = x
+        adaptive.design_change = None if previous is None else float(np.sqrt(np.mean((rho - previous) ** 2)))
+        previous = rho
+        K, M = model.stiffness(x**3), model.mass(x)
+        a, b, ref = exact.solve(K, M), adaptive.solve(K, M), reference.solve(K, M)
+        np.testing.assert_allclose(a.eigenvalues, ref.eigenvalues, rtol=1e-11)
+        assert adaptive.last_tol == adaptive._step_tolerance()
+        err = np.max(np.abs(b.eigenvalues - ref.eigenvalues) / ref.eigenvalues)
+        assert err < 10 * adaptive.last_tol**2 + 1e-12, (adaptive.last_tol, err)
+    assert adaptive.last_tol > 10 * adaptive.tol  # steps of 0.05: loose
+    assert adaptive.n_preconditioner_columns < exact.n_preconditioner_columns
+
+
+def test_only_the_optimisers_steps_get_inexact_gradients(tmp_path, monkeypatch):
+    """The evaluator tells the solver the design change only with ``inexact_gradients`` (which
+    optimize() sets for the run and clears afterwards): gradient checks and outputs get tol."""
+    problem = load_problem(REPO / "problems" / "beam.py", {"nx": "32", "ny": "4"})
+    problem = dataclasses.replace(problem, analysis=dataclasses.replace(problem.analysis, eigensolver="subspace"))
+    evaluator = DesignEvaluator(problem)
+    x0, lower, upper = evaluator.start()
+    n = evaluator.n_design
+    x1 = x0.copy()
+    x1[:n] = np.clip(x0[:n] + 0.1, lower[:n], upper[:n])
+    evaluator(x0)
+    evaluator(x1)
+    assert evaluator.solver.design_change is None and evaluator.solver.last_tol == 1e-6
+    evaluator.inexact_gradients = True
+    evaluator(x0)
+    rho0, rho1 = evaluator.chain.forward(x0[:n]), evaluator.chain.forward(x1[:n])
+    change = float(np.sqrt(np.mean((rho1 - rho0) ** 2)))
+    assert evaluator.solver.design_change == pytest.approx(change, rel=1e-12)
+    assert evaluator.solver.last_tol == pytest.approx(min(max(1e-6, 1e-2 * change), 1e-4), rel=1e-12)
+    assert evaluator.solver.last_tol > 1e-6
+
+    seen = []
+    original = SubspaceModalSolver.solve
+
+    def spy(self, K, M):
+        seen.append(self.design_change)
+        return original(self, K, M)
+
+    from fem_eigopt.optimize import optimize
+
+    monkeypatch.setattr(SubspaceModalSolver, "solve", spy)
+    run = optimize(problem, out_dir=tmp_path, max_eval=4, progress=False)
+    assert seen[0] is None  # the start: no previous design
+    assert all(c is not None and c > 0 for c in seen[1:])  # the optimiser's steps
+    assert run.evaluator.inexact_gradients is False
+
+
 def test_gradients_through_the_subspace_solver_pass_the_taylor_test():
     problem = load_problem(REPO / "problems" / "beam.py", {"nx": "32", "ny": "4"})
     problem = dataclasses.replace(problem, analysis=dataclasses.replace(problem.analysis, eigensolver="subspace"))
