@@ -311,7 +311,8 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
             resolved = default_backend() if backend == "auto" else backend
             precision = "single" if resolved == "pardiso" else "double"
         return SubspaceModalSolver(n_modes, shift=analysis.shift, backend=backend,
-                                   accurate_modes=accurate_modes, precision=precision, **common)
+                                   accurate_modes=accurate_modes, precision=precision,
+                                   tol_per_change=getattr(analysis, "eigen_tol_per_change", 1e-2), **common)
     return ModalSolver(n_modes, shift=analysis.shift, backend=backend or analysis.backend, **common)
 
 

@@ -279,6 +279,11 @@ def test_factory_choices():
     assert ModalSolver(4).tol == 0.0
     with pytest.raises(fe.InputError, match="eigen_tol"):
         fe.Analysis(eigen_tol=2.0)
+    # the tolerance that follows the optimiser's step: on by default, 0 switches it off
+    assert make_modal_solver(4, auto, model=model3, repeated=True).tol_per_change == 1e-2
+    assert make_modal_solver(4, fe.Analysis(eigen_tol_per_change=0.0), model=model3, repeated=True).tol_per_change == 0.0
+    with pytest.raises(fe.InputError, match="eigen_tol_per_change = -1"):
+        fe.Analysis(eigen_tol_per_change=-1)
     # single-precision preconditioning: by default when PARDISO is there
     default = "single" if "pardiso" in available_backends() else "double"
     assert make_modal_solver(4, auto, model=model3, repeated=True).precision == default
