@@ -269,6 +269,11 @@ class DesignEvaluator:
         """Change the projection sharpness β (continuation); clears the cache."""
         self.beta = float(beta)
         self.chain = self.chain.with_beta(beta)
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget the cached evaluation and modal solve: the next call solves afresh (e.g. to get
+        the full accuracy for a design first evaluated with ``inexact_gradients``)."""
         self._cache_key = None
         self._solve_key = None
 
