@@ -105,9 +105,10 @@ class SubspaceModalSolver:
         below a fixed fraction of the gradient, Carter 1991, SIAM J. Numer. Anal. 28:251–265;
         MMA's move limit plays the trust region's part). Eigenvalues, Rayleigh quotients, stay
         accurate to about the tolerance squared (1e-8 at ``max_tol``). Measured on the 2D 200x100
-        pyMOTO problem (30 MMA iterations, Δ ≈ 0.02-0.05 throughout): 16.9 instead of 20.6
-        preconditioner columns and 3.4 instead of 4.9 Rayleigh-Ritz steps per design, final
-        objective 12.6517 against 12.6530 (lower is better). 0 switches this off.
+        pyMOTO problem (30 MMA iterations, Δ = 0.014-0.075, so the tolerance sat at ``max_tol``):
+        16.9 instead of 20.6 preconditioner columns and 3.4 instead of 4.9 Rayleigh-Ritz steps per
+        design, final objective 12.6517 against 12.6530 (lower is better); by iteration 100 Δ had
+        fallen to ~1e-3 and the tolerance to ~1e-5. 0 switches this off.
     max_tol : float
         The loosest tolerance ``tol_per_change`` may set (above ``tol``): 1e-3 saved only 5 %
         more columns at 200x100 than 1e-4.
@@ -255,8 +256,8 @@ class SubspaceModalSolver:
         """Refactorise before the next solve when the stale factors cost more than a new one.
 
         The iterations a fresh factorisation needs are remembered (``baseline``); once a solve
-        needs more than baseline + what a factorisation is worth in iterations, the extra ones cost more
-        than refactorising would (in 2D a factorisation is worth about one iteration, in 3D
+        needs more than baseline + what a factorisation is worth in iterations, the extra ones
+        cost more than refactorising would (in 2D a factorisation is worth about one iteration, in 3D
         three to eight; see ``factorization_worth``).
 
         A stale solve that had to refactorise midway (``stale_failed``) shows that the factors go
