@@ -83,6 +83,17 @@ def test_filter_transpose_and_uniform_field(mesh_name, filter_name):
 
 
 @pytest.mark.parametrize("mesh_name", MESHES)
+def test_density_filter_vjp_is_bitwise_the_transpose_product(mesh_name):
+    # vjp keeps H̃ᵀ as its own CSR matrix: the same sums in the same order as matrix.T @ dy
+    # (rounding-sensitive optimisation paths must not see a change)
+    mesh = MESHES[mesh_name]()
+    F = DensityFilter(mesh, 0.3)
+    dy = np.random.default_rng(4).standard_normal(mesh.nelements)
+    assert np.array_equal(F.vjp(None, dy), F.matrix.T @ dy)
+    assert np.array_equal(F.vjp(None, 2.0 * dy), F.matrix.T @ (2.0 * dy))  # the kept transpose
+
+
+@pytest.mark.parametrize("mesh_name", MESHES)
 def test_density_filter_matrix_is_normalised_hat(mesh_name):
     mesh = MESHES[mesh_name]()
     r = 0.3
