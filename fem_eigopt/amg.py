@@ -601,6 +601,16 @@ class AMGModalSolver:
     regions : int
         Weakly coupled solid regions (islands in void) given an exact rigid-body correction
         (``max_components`` of :class:`AMGPreconditioner`; 0 switches it off).
+    tol_per_change : float
+        Inexact gradients while the design moves, as in
+        :class:`~fem_eigopt.subspace.SubspaceModalSolver`: when the optimiser's evaluator sets
+        ``design_change`` (Δ, RMS change of the physical densities), the accurate modes converge
+        to ``tol · min(max(1, tol_per_change · Δ / 1e-6), max_loosening)`` — the same relative
+        loosening as the subspace solver's default (whose 1e-6 is an energy-norm error; this
+        solver's Euclidean relative residual bounds the eigenvector error from above, so the same
+        factor is at least as safe). 0 switches it off.
+    max_loosening : float
+        The largest factor ``tol_per_change`` may loosen ``tol`` by (100: 1e-8 -> 1e-6).
 
     Attributes
     ----------
@@ -633,13 +643,22 @@ class AMGModalSolver:
                  accurate_modes: int | None = None, loose_tol: float = 1e-4, fallback: int = 200_000,
                  rebuild_spread: float = 300.0, threads: int | None = 1,
                  degree: int = 3, ratio: float = 20.0, max_coarse: int = 1500, strength="symmetric",
-                 regions: int = 64) -> None:
+                 regions: int = 64, tol_per_change: float = 1e-2, max_loosening: float = 100.0) -> None:
         if n_modes < 1:
             raise InputError(f"n_modes = {n_modes!r}; allowed: an integer >= 1")
         self.n_modes = int(n_modes)
         self.model = model
         self.cluster_tol = cluster_tol
         self.tol = float(tol)
+        if not tol_per_change >= 0.0:
+            raise ValueError(f"tol_per_change={tol_per_change!r}: must be >= 0 (0: always tol)")
+        self.tol_per_change = float(tol_per_change)
+        self.max_loosening = max(float(max_loosening), 1.0)
+        #: RMS change of the physical densities since the last evaluated design, set by an
+        #: optimiser's evaluator (see ``tol_per_change``); None: converge to ``tol``
+        self.design_change: float | None = None
+        #: the accurate modes' relative-residual tolerance in the last solve (``tol`` or looser)
+        self.last_tol = self.tol
         self.maxiter = int(maxiter)
         self.guard = int(guard)
         if shift == "auto":
@@ -699,10 +718,18 @@ class AMGModalSolver:
         logger.debug("AMG hierarchy: %s, setup %.2f s", self.preconditioner.describe(),
                      self.preconditioner.setup_time)
 
+    def _step_tolerance(self) -> float:
+        """The accurate modes' tolerance for this solve (see ``tol_per_change``)."""
+        if self.design_change is None or self.tol_per_change == 0.0:
+            return self.tol
+        loosening = min(max(1.0, self.tol_per_change * float(self.design_change) / 1e-6), self.max_loosening)
+        return self.tol * loosening
+
     def _tolerances(self, k: int) -> np.ndarray:
-        tol = np.full(k, self.tol)
+        self.last_tol = self._step_tolerance()
+        tol = np.full(k, self.last_tol)
         if self.accurate_modes is not None:
-            tol[min(self.accurate_modes, k):] = max(self.loose_tol, self.tol)
+            tol[min(self.accurate_modes, k):] = max(self.loose_tol, self.last_tol)
         return tol
 
     # -- solve
@@ -783,7 +810,7 @@ class AMGModalSolver:
             if n <= self.fallback:
                 logger.warning("AMG-LOBPCG did not converge in %d iterations (relative residuals %s, tol %.1e): "
                                "shift-invert Lanczos with a factorisation instead", iterations,
-                               np.array2string(res[:k], precision=2), self.tol)
+                               np.array2string(res[:k], precision=2), self.last_tol)
                 from .modal import ModalSolver
 
                 direct = ModalSolver(k, cluster_tol=self.cluster_tol).solve(K, M)
@@ -793,7 +820,7 @@ class AMGModalSolver:
             else:
                 logger.warning("AMG-LOBPCG did not converge in %d iterations: relative residuals %s (tol %.1e); "
                                "returning the best iterate", iterations, np.array2string(res[:k], precision=2),
-                               self.tol)
+                               self.last_tol)
         self.last_timings = {"setup": t_setup, "eigensolve": time.perf_counter() - t0 - t_setup}
 
         self.n_solves += 1

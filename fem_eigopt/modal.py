@@ -297,7 +297,8 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
         from .amg import AMGModalSolver  # imported on demand: pyamg is only needed here
 
         return AMGModalSolver(n_modes, model=model, **common,
-                              accurate_modes=None if accurate_modes is None else accurate_modes + 1)
+                              accurate_modes=None if accurate_modes is None else accurate_modes + 1,
+                              tol_per_change=getattr(analysis, "eigen_tol_per_change", 1e-2))
     if kind == "subspace":
         from .linalg import default_backend
         from .subspace import SubspaceModalSolver

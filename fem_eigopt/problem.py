@@ -194,8 +194,10 @@ class Analysis:
         physical densities since the last evaluated design — gradients as accurate as a step of
         that size needs, full accuracy again as the design settles (see
         :class:`~fem_eigopt.subspace.SubspaceModalSolver`, ``tol_per_change``; about 20 % fewer
-        preconditioner solves in 2D). Gradient checks and outputs always get ``eigen_tol``. 0: always
-        ``eigen_tol`` (runs are then also less sensitive to threaded PARDISO's last bits).
+        preconditioner solves in 2D). ``"amg"``: its tolerance is loosened by the same factor, at
+        most 100 (:class:`~fem_eigopt.amg.AMGModalSolver`). Gradient checks and outputs always
+        get ``eigen_tol``. 0: always ``eigen_tol`` (runs are then also less sensitive to threaded
+        PARDISO's last bits).
     preconditioner_precision : str
         Precision of the factorisation that preconditions the ``"subspace"`` solver: ``"double"``,
         ``"single"`` (PARDISO only: half the memory traffic, about 2x faster factorisations and
