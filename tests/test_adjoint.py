@@ -127,11 +127,10 @@ def test_element_quadratic_forms_against_explicit_products():
         adj.element_quadratic_forms(A, U[:, :4])
 
 
-@pytest.mark.parametrize("mesh_kind", ["congruent", "distorted"])
-def test_element_energies_match_element_quadratic_forms(mesh_kind):
-    # the congruent path (one GEMM with the broadcast K0, M0) and the general one (element matrices
-    # of a distorted mesh) give the batched contraction's numbers, free-length and full vectors
-    problem = _problem_2d("quad1", 8, 3)
+def _energy_model(mesh_kind: str, nx: int, ny: int):
+    """A quad4 model on a regular mesh ("congruent": one broadcast K0, M0) or a distorted one
+    (element matrices of their own)."""
+    problem = _problem_2d("quad1", nx, ny)
     if mesh_kind == "distorted":
         mesh = problem.mesh
         p = mesh.p.copy()
@@ -139,6 +138,14 @@ def test_element_energies_match_element_quadratic_forms(mesh_kind):
         problem = fe.Problem(mesh=type(mesh)(p, mesh.t), element="quad1", material=problem.material,
                              supports=(fe.Support(lambda x: x[0] < 1e-9),), analysis=problem.analysis)
     model = build_model(problem)
+    return model
+
+
+@pytest.mark.parametrize("mesh_kind", ["congruent", "distorted"])
+def test_element_energies_match_element_quadratic_forms(mesh_kind):
+    # the congruent path (one GEMM with the broadcast K0, M0) and the general one (element matrices
+    # of a distorted mesh) give the batched contraction's numbers, free-length and full vectors
+    model = _energy_model(mesh_kind, 8, 3)
     from fem_eigopt.assembly import is_broadcast
 
     assert is_broadcast(model.Ke) == (mesh_kind == "congruent")
@@ -158,14 +165,7 @@ def test_element_energies_in_blocks_are_bitwise_those_of_one_block(mesh_kind, mo
     # Blocks of elements keep the work arrays in cache; every element's numbers must come out
     # bit for bit as with all elements at once (the optimisation paths are rounding-sensitive,
     # README "The Du & Olhoff beams"). Uneven blocks; free-length and full vectors; 1 and 3 vectors.
-    problem = _problem_2d("quad1", 23, 7)
-    if mesh_kind == "distorted":
-        mesh = problem.mesh
-        p = mesh.p.copy()
-        p[1] += 0.05 * np.sin(3.0 * p[0]) * p[1]
-        problem = fe.Problem(mesh=type(mesh)(p, mesh.t), element="quad1", material=problem.material,
-                             supports=(fe.Support(lambda x: x[0] < 1e-9),), analysis=problem.analysis)
-    model = build_model(problem)
+    model = _energy_model(mesh_kind, 23, 7)
     V = np.random.default_rng(5).standard_normal((model.n_free, 3))
     for vectors in (V, V[:, 1], model.expand(V[:, 2])):
         monkeypatch.setattr(adj, "ENERGY_BLOCK_ENTRIES", 10**9)
