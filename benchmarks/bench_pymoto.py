@@ -60,7 +60,9 @@ iterations:
   the start is one iteration; with NLopt's ``LD_MMA`` an iteration is an *outer* iteration, and
   as NLopt does not tell Python where they end, the run sets NLopt's ``verbosity`` and reads the
   "MMA outer iteration" lines NLopt prints to the (captured) standard output. ``optimize``
-  itself is not used because it can stop only after a number of evaluations.
+  itself is not used because it can stop only after a number of evaluations. As in
+  ``optimize``, the evaluator's ``inexact_gradients`` is on during the loop (the eigen solvers'
+  tolerance follows the design change, ``fe.Analysis(eigen_tol_per_change=...)``).
   After the run, one numeric factorisation of K at the final design is timed in the same process
   (median of 5, the symbolic analysis excluded): the floor an iteration is compared with.
 
