@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .errors import InputError
-from .linalg import Factorization, limited_threads, make_factorization, sparse_matmul
+from .linalg import Factorization, dense_matmul, limited_threads, make_factorization, sparse_matmul
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +106,20 @@ def normalize_modes(vectors: np.ndarray, M: sp.spmatrix) -> np.ndarray:
     X = np.array(vectors, dtype=float, copy=True)
     norms = np.sqrt(np.einsum("ij,ij->j", X, sparse_matmul(M, X)))
     X /= norms
+    X *= _mode_signs(X)  # exact (±1): the same numbers as X * signs, without another copy
+    return X
+
+
+def _mode_signs(X: np.ndarray) -> np.ndarray:
+    """±1 per column of ``X`` (n, k): the sign of the first entry within 1e-6 (relative) of the
+    column's largest magnitude (see :func:`normalize_modes`)."""
     # column by column on a transposed copy: reductions down the columns of a row-major (n, k)
     # array run k-wide inner loops (2.6 ms at 40 400 x 5, against ~0.6 ms this way)
     mag = np.abs(np.ascontiguousarray(X.T))
     idx = np.array([np.argmax(row >= (1.0 - 1e-6) * row.max()) for row in mag], dtype=np.intp)
     signs = np.sign(X[idx, np.arange(X.shape[1])])
     signs[signs == 0] = 1.0
-    X *= signs  # exact (±1): the same numbers as X * signs, without another copy
-    return X
+    return signs
 
 
 class ModalSolver:
@@ -210,7 +216,8 @@ class ModalSolver:
 
 
 def modes_from_vectors(vectors: np.ndarray, K, M: sp.spmatrix, n_modes: int, shift: float, cluster_tol: float,
-                       stiffness_scale: float, warn: bool = True) -> Modes:
+                       stiffness_scale: float, warn: bool = True,
+                       products: tuple[np.ndarray, np.ndarray] | None = None) -> Modes:
     """:class:`Modes` from converged eigenvectors: the conventions every eigen solver shares.
 
     Vectors are M-normalised and sign-fixed (:func:`normalize_modes`), eigenvalues are their
@@ -232,9 +239,24 @@ def modes_from_vectors(vectors: np.ndarray, K, M: sp.spmatrix, n_modes: int, shi
         A typical diag(K)/diag(M) (rad²/s²) for the zero tolerance.
     warn : bool
         Log a warning when the last requested mode's cluster continues beyond it.
+    products : (KX, MX), optional
+        K·vectors and M·vectors as the solver carried them along (no sparse products here):
+        Rayleigh quotients from them agree with recomputed ones to ~2e-12 (relative, measured
+        on LOBPCG's carried products), fine for a solve converged only to ~1e-8 in eigenvalue.
     """
-    vecs = normalize_modes(vectors, M)
-    vals = np.einsum("ij,ij->j", vecs, sparse_matmul(K, vecs))
+    if products is None:
+        vecs = normalize_modes(vectors, M)
+        vals = np.einsum("ij,ij->j", vecs, sparse_matmul(K, vecs))
+    else:
+        # the same conventions in one pass over the vectors: xᵀKx and xᵀMx from two small GEMMs
+        # (the diagonals of Xᵀ[KX MX]; einsum's column sums of a row-major block are a k-wide
+        # inner loop), the sign found on the unnormalised vectors (scale-free), and one division
+        # by ±norm: 5.3 -> 3.5 ms at 40 400 x 5 (column slices of LOBPCG's arrays) against two
+        # sparse products and normalize_modes
+        KX, MX = products
+        x_mx = np.diag(dense_matmul(vectors, MX, transpose_a=True)).copy()
+        vals = np.diag(dense_matmul(vectors, KX, transpose_a=True)) / x_mx
+        vecs = np.divide(vectors, np.sqrt(x_mx) * _mode_signs(vectors))
     order = np.argsort(vals)
     if np.any(order != np.arange(order.size)):  # (usually already ascending: no copy)
         vals, vecs = vals[order], vecs[:, order]

@@ -348,6 +348,25 @@ def test_tolerance_follows_the_design_change():
     assert adaptive.n_preconditioner_columns < exact.n_preconditioner_columns
 
 
+def test_modes_from_carried_products_match_recomputed_ones():
+    # an inexact solve hands LOBPCG's carried K X, M X to modes_from_vectors instead of two sparse
+    # products: with exact products the modes agree to rounding (carried ones differ by ~2e-12)
+    from fem_eigopt.modal import modes_from_vectors
+
+    model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
+    K, M = model.stiffness(), model.mass()
+    ref = ModalSolver(5).solve(K, M)
+    rng = np.random.default_rng(8)
+    X = ref.vectors * rng.uniform(0.5, 2.0, 5) * np.array([1, -1, 1, -1, 1])  # unnormalised, signs flipped
+    X += 1e-6 * np.abs(X).max() * rng.standard_normal(X.shape)  # not exact eigenvectors
+    a = modes_from_vectors(X, K, M, 4, 0.0, 1e-6, 1.0)
+    b = modes_from_vectors(X, K, M, 4, 0.0, 1e-6, 1.0, products=(K @ X, M @ X))
+    np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-13)
+    np.testing.assert_allclose(b.vectors, a.vectors, rtol=1e-12, atol=1e-14 * np.abs(a.vectors).max())
+    np.testing.assert_allclose(b.eigenvalues, ref.eigenvalues[:4], rtol=1e-6)  # Rayleigh quotients: ~error²
+    assert b.next_eigenvalue == pytest.approx(a.next_eigenvalue, rel=1e-13)
+
+
 def test_only_the_optimisers_steps_get_inexact_gradients(tmp_path, monkeypatch):
     """The evaluator tells the solver the design change only with ``inexact_gradients`` (which
     optimize() sets for the run and clears afterwards): gradient checks and outputs get tol."""
