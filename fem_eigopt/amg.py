@@ -90,7 +90,7 @@ import scipy.sparse as sp
 
 from .errors import InputError
 from .linalg import BlockOperator, _mkl_sparse, ritz_pairs
-from .modal import Modes, modes_from_vectors
+from .modal import Modes, modes_from_vectors, step_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -720,10 +720,9 @@ class AMGModalSolver:
 
     def _step_tolerance(self) -> float:
         """The accurate modes' tolerance for this solve (see ``tol_per_change``)."""
-        if self.design_change is None or self.tol_per_change == 0.0:
-            return self.tol
-        loosening = min(max(1.0, self.tol_per_change * float(self.design_change) / 1e-6), self.max_loosening)
-        return self.tol * loosening
+        # the subspace solver's rule (its tol 1e-6) as a factor on this tol: Δ scaled by tol/1e-6
+        change = None if self.design_change is None else self.design_change * self.tol / 1e-6
+        return step_tolerance(self.tol, change, self.tol_per_change, self.max_loosening * self.tol)
 
     def _tolerances(self, k: int) -> np.ndarray:
         self.last_tol = self._step_tolerance()

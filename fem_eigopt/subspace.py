@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from .errors import InputError
 from .linalg import (Factorization, dense_matmul, limited_threads, make_factorization, reusable, ritz_pairs,
                      sparse_matmul)
-from .modal import ModalSolver, Modes, modes_from_vectors, shifted_matrix
+from .modal import ModalSolver, Modes, modes_from_vectors, shifted_matrix, step_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,6 @@ class SubspaceModalSolver:
         self._X: np.ndarray | None = None
         self._shifted: np.ndarray | None = None  # values of K − σM, refilled per factorisation
         self._sets: tuple | None = None  # LOBPCG's kept arrays (_workspace)
-        self._products: tuple[np.ndarray, np.ndarray] | None = None  # K X, M X of the last LOBPCG result
         self._refresh_next = False
         self.last_timings: dict[str, float] = {}
         self.last_iterations = 0
@@ -347,7 +346,7 @@ class SubspaceModalSolver:
                 t_it = time.perf_counter()
                 columns_before = self.n_preconditioner_columns
                 with limited_threads(self.threads):
-                    X, lam, its, refreshed = self._iterate(K, M, self._X, fresh=just_refreshed)
+                    X, KX, MX, lam, its, refreshed = self._iterate(K, M, self._X, fresh=just_refreshed)
                 t_fact += refreshed
                 self.last_iterations = its
                 self._plan_refresh(its, time.perf_counter() - t_it - refreshed, just_refreshed or refreshed > 0,
@@ -357,7 +356,7 @@ class SubspaceModalSolver:
                     # eigenvalues only to ~last_tol² here: Rayleigh quotients from the carried
                     # products (~2e-12) do, without two sparse block products (~2 ms at 40 400
                     # dofs); a solve to tol recomputes them (Ritz-level 4e-12 would show there)
-                    products = tuple(P[:, :wanted] for P in self._products)
+                    products = (KX[:, :wanted], MX[:, :wanted])
             except _NotConverged as exc:
                 # The design jumped too far for the kept vectors: start again from scratch.
                 logger.debug("subspace solver: %s; cold restart", exc)
@@ -391,11 +390,11 @@ class SubspaceModalSolver:
                                   warn=self.warn_incomplete_cluster, products=products)
 
     def _iterate(self, K: sp.csr_matrix, M: sp.csr_matrix, X0: np.ndarray,
-                 fresh: bool = False) -> tuple[np.ndarray, np.ndarray, int, float]:
-        """LOBPCG from ``X0``; returns (X, λ, iterations, seconds spent refactorising).
+                 fresh: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, float]:
+        """LOBPCG from ``X0``; returns (X, K X, M X, λ, iterations, seconds spent refactorising).
 
-        X is a view into the kept search-space arrays, valid until the next call (which starts
-        from it without copying it).
+        X and its products (carried along by the Rayleigh–Ritz updates) are views into the kept
+        search-space arrays, valid until the next call (which starts from X without copying it).
 
         ``fresh``: the factorisation belongs to this design (else it is stale and is refreshed
         midway once the iterations exceed what refactorising would cost, :meth:`_stale_limit`).
@@ -478,8 +477,7 @@ class SubspaceModalSolver:
             done = res <= tol_all[active]
             converged[active[done]] = True  # soft locking: a converged vector gets no more directions
             if np.all(converged[:wanted]):
-                self._products = (KX, MX)  # carried along with X (views, like X)
-                return X, lam, its, t_refresh  # a view into the kept arrays, the next X0
+                return X, KX, MX, lam, its, t_refresh  # views into the kept arrays; X is the next X0
             # Stale factors: extrapolate the residual's mean rate of decrease so far and refresh as
             # soon as convergence is predicted beyond the limit, instead of finding out at the limit
             # (a failed probe of stale factors then costs 2-3 iterations, not the whole limit).
@@ -527,9 +525,7 @@ class SubspaceModalSolver:
 
     def _step_tolerance(self) -> float:
         """The accurate modes' residual tolerance for this solve (see ``tol_per_change``)."""
-        if self.design_change is None or self.tol_per_change == 0.0:
-            return self.tol
-        return min(max(self.tol, self.tol_per_change * float(self.design_change)), max(self.max_tol, self.tol))
+        return step_tolerance(self.tol, self.design_change, self.tol_per_change, self.max_tol)
 
     def _accurate_tolerances(self, lam: np.ndarray, tight: int, window: float) -> np.ndarray:
         """Residual tolerances of the ``tight`` accurate vectors, from ``mode_weights``.
