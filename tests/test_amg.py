@@ -9,6 +9,7 @@ import fem_eigopt as fe
 from fem_eigopt.adjoint import eigenvalue_scale_gradients
 from fem_eigopt.amg import AMGModalSolver, AMGPreconditioner, BlockOperator, lobpcg, rigid_body_modes
 from fem_eigopt.assembly import build_model
+from fem_eigopt.filters import element_centroids
 from fem_eigopt.modal import ModalSolver
 
 pytest.importorskip("pyamg")
@@ -106,6 +107,32 @@ def test_warm_start_takes_fewer_iterations():
     assert warm.last_iterations < cold.last_iterations, (warm.last_iterations, cold.last_iterations)
     assert warm.last_iterations <= cold.last_iterations - 3
     assert np.allclose(warm_modes.eigenvalues, cold_modes.eigenvalues, rtol=1e-10)
+
+
+def test_hierarchy_kept_when_material_goes_rebuilt_when_it_appears():
+    """The kept hierarchy's coarse levels miss stiffness that appears where they saw void, not
+    stiffness that goes: a block of the upper half emptied (diag K down by ~1e7 there) keeps the
+    hierarchy, the same block filled again (up by ~1e7 against the hierarchy's K) rebuilds it
+    before the solve (rebuild_stiffening); both solves converge."""
+    model = _model(3)
+    x, _, z = element_centroids(model.basis.mesh)
+    full = np.full(model.n_elements, 0.3)
+    emptied = np.where((x > 0.6) & (x < 1.4) & (z > 0.25), 1e-3, full)
+    for first, second, rebuilt in ((full, emptied, False), (emptied, full, True)):
+        solver = AMGModalSolver(3, model=model)
+        solver.solve(*_matrices(model, first)[:2])
+        K, M = _matrices(model, second)[:2]
+        q = K.diagonal() / solver._diag_ref
+        if rebuilt:
+            assert np.quantile(q, 0.999) > 1e6
+        else:  # the two-sided spread of the former rule would have rebuilt here
+            assert np.quantile(q, 0.999) < 1.0 + 1e-9 and np.quantile(q, 0.001) < 1e-6
+        modes = solver.solve(K, M)
+        assert solver.n_setups == 1 + rebuilt
+        assert solver.iteration_history[-1][1] is rebuilt  # a new hierarchy before the solve, or not
+        assert np.all(solver.last_residuals[:4] < solver.tol)
+        reference = ModalSolver(3).solve(K, M)
+        np.testing.assert_allclose(modes.eigenvalues, reference.eigenvalues, rtol=1e-10)
 
 
 def test_tolerance_follows_the_design_change():
