@@ -83,7 +83,6 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-import fem_eigopt as fe  # noqa: E402
 from fem_eigopt.evaluate import DesignEvaluator  # noqa: E402
 from fem_eigopt.linalg import make_factorization  # noqa: E402
 from fem_eigopt.optimize import default_settings, optimize  # noqa: E402

@@ -32,7 +32,7 @@ from .evaluate import DesignEvaluator
 from .filters import BetaContinuation
 from .optimizer import OptimizerSettings, OptimizeResult, minimize
 from .problem import Problem
-from .results import new_run_directory, save_npz, to_jsonable, write_csv, write_json
+from .results import new_run_directory, save_npz, write_csv, write_json
 
 logger = logging.getLogger(__name__)
 
