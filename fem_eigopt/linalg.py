@@ -301,21 +301,7 @@ class PardisoFactorization(Factorization):
         if not A.has_sorted_indices:
             A = A.sorted_indices()
         if not _same_pattern(A, self._indptr, self._indices) or mtype != self._mtype:
-            self._release()
-            self._indptr, self._indices = A.indptr, A.indices
-            rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
-            upper = A.indices >= rows
-            self._upper_pos = np.flatnonzero(upper)
-            counts = np.bincount(rows[upper], minlength=A.shape[0])
-            self._ia = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
-            self._ja = A.indices[upper].astype(np.int32)
-            self._n = A.shape[0]
-            self._mtype = mtype
-            self._set_iparm()
-            self._a = A.data[self._upper_pos].astype(self._dtype)
-            self._rhs_timings = {}
-            self._call(11)
-            self.n_symbolic += 1
+            self._analyse(A, mtype)
         else:
             # refill the kept value array in place (see `reusable`: no fresh arrays per design)
             if self._dtype == np.float64:
@@ -326,6 +312,36 @@ class PardisoFactorization(Factorization):
                 self._a[...] = self._gathered
         self._call(22)
         self.n_numeric += 1
+
+    def _analyse(self, A: sp.csr_matrix, mtype: int) -> None:
+        """Phase 11 (ordering, symbolic factorisation) for A's pattern; A sorted CSR."""
+        self._release()
+        self._indptr, self._indices = A.indptr, A.indices
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        upper = A.indices >= rows
+        self._upper_pos = np.flatnonzero(upper)
+        counts = np.bincount(rows[upper], minlength=A.shape[0])
+        self._ia = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+        self._ja = A.indices[upper].astype(np.int32)
+        self._n = A.shape[0]
+        self._mtype = mtype
+        self._set_iparm()
+        self._a = A.data[self._upper_pos].astype(self._dtype)
+        self._rhs_timings = {}
+        self._call(11)
+        self.n_symbolic += 1
+
+    def memory_estimate(self, A: sp.csr_matrix, positive_definite: bool = True) -> float:
+        """Bytes PARDISO expects to need for factorising and solving with ``A`` (its analysis only,
+        no numeric factorisation): max(iparm[14], iparm[15] + iparm[16]) kilobytes — the peak of
+        the symbolic phase, and its permanent memory plus that of the numeric factorisation and
+        solve. The analysis is kept: a ``factor`` of a matrix with this pattern reuses it."""
+        A = A if getattr(A, "format", None) == "csr" else sp.csr_matrix(A)
+        if not A.has_sorted_indices:
+            A = A.sorted_indices()
+        self._analyse(A, 2 if positive_definite else -2)
+        ip = self._iparm
+        return 1024.0 * float(max(int(ip[14]), int(ip[15]) + int(ip[16])))
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.asarray(b, dtype=np.float64)
@@ -754,6 +770,18 @@ _BACKENDS: dict[str, Callable[[], Factorization]] = {
     "superlu": SuperLUFactorization,
     "cholmod": CholmodFactorization,
 }
+
+
+def available_memory() -> float | None:
+    """Bytes of memory available to new allocations (Linux's ``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return 1024.0 * float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def available_backends() -> list[str]:

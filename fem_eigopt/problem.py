@@ -178,7 +178,10 @@ class Analysis:
         factorisation kept from an earlier design (refreshed when convergence slows);
         ``"amg"``: LOBPCG with an algebraic-multigrid preconditioner, no factorisation (large 3D);
         ``"auto"``: ``"subspace"`` when optimising a 3D model or a 2D one with at least 10 000
-        free dofs, else ``"arpack"`` (measured fastest).
+        free dofs, else ``"arpack"`` (measured fastest); ``"amg"`` for a 3D model of 100 000 free
+        dofs or more whose factorisation would need more than half the available memory
+        (PARDISO's estimate; the 1.07M-dof cantilever of ``benchmarks/bench_scale.py`` needs
+        ~21 GB).
     eigen_tol : float or None
         Convergence tolerance of the eigen solver. ``"subspace"``, ``"amg"``: the relative
         residual of every differentiated eigenpair in the energy norm, about the relative error of

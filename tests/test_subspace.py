@@ -297,6 +297,34 @@ def test_factory_choices():
         fe.Analysis(eigensolver="arpack", preconditioner_precision="single")
 
 
+@pytest.mark.skipif("pardiso" not in available_backends(), reason="MKL PARDISO not installed")
+def test_auto_takes_amg_when_the_factors_would_not_fit(monkeypatch):
+    """eigensolver="auto" on a 3D model: the subspace solver while PARDISO's estimate of the
+    factorisation's memory is within FACTOR_MEMORY_SHARE of the available memory, the AMG solver
+    (no factorisation) beyond; unknown memory keeps the subspace solver. 2D models and 3D models
+    below FACTOR_MEMORY_CHECK_DOFS_3D are not checked."""
+    import fem_eigopt.linalg as linalg
+    import fem_eigopt.modal as modal
+    from fem_eigopt.amg import AMGModalSolver
+
+    model3 = build_model(load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "4", "ny": "2", "nz": "2"}))
+    model2 = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "200", "ny": "25"}))
+    needed = linalg.PardisoFactorization().memory_estimate(model3.stiffness())
+    assert 1e5 < needed < 1e8  # bytes: a few MB for this small model
+    auto = fe.Analysis()
+    assert isinstance(make_modal_solver(4, auto, model=model3, repeated=True), SubspaceModalSolver)  # not checked
+    monkeypatch.setattr(modal, "FACTOR_MEMORY_CHECK_DOFS_3D", 0)
+    for available, expected in ((1e12, SubspaceModalSolver), (1.5 * needed, AMGModalSolver), (None, SubspaceModalSolver)):
+        monkeypatch.setattr(linalg, "available_memory", lambda available=available: available)
+        assert type(make_modal_solver(4, auto, model=model3, repeated=True)) is expected, available
+    monkeypatch.setattr(linalg, "available_memory", lambda: 1.5 * needed)
+    assert isinstance(make_modal_solver(4, auto, model=model3, repeated=False), AMGModalSolver)  # modal runs too
+    assert isinstance(make_modal_solver(4, auto, model=model2, repeated=True), SubspaceModalSolver)  # 2D
+    assert isinstance(make_modal_solver(4, fe.Analysis(eigensolver="subspace"), model=model3), SubspaceModalSolver)
+    monkeypatch.setattr(linalg, "available_memory", lambda: 1e12)
+    assert isinstance(make_modal_solver(4, auto, model=model3, repeated=False), ModalSolver)
+
+
 def test_eigen_tol_bounds_the_eigenvalue_error():
     # eigenvalues are Rayleigh quotients: error about tol² relative; a loose tol needs fewer iterations
     model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8", "supports": "CC"}))
