@@ -255,6 +255,26 @@ def test_pardiso_block_solves_by_columns_and_tuned(precision):
         make_factorization("pardiso", multi_rhs="rows")
 
 
+@pytest.mark.skipif("pardiso" not in available_backends(), reason="MKL PARDISO not installed")
+def test_pardiso_memory_estimate_keeps_its_analysis():
+    """memory_estimate: PARDISO's analysis only (no numeric factorisation), bytes at least those
+    of the factors' non-zeros in double precision; a factor() of the same pattern reuses it."""
+    from fem_eigopt.linalg import PardisoFactorization, available_memory
+
+    model = build_model(small_cantilever("quad1", nx=10, ny=2))
+    A = shifted_matrix(model.stiffness(), model.mass(), -1.0)
+    f = PardisoFactorization()
+    needed = f.memory_estimate(A)
+    assert f.n_symbolic == 1 and f.n_numeric == 0
+    assert needed >= 8 * f.work_estimate()[1]  # at least the factors' non-zeros as doubles
+    f.factor(A)
+    assert f.n_symbolic == 1 and f.n_numeric == 1
+    B = np.random.default_rng(2).standard_normal(A.shape[0])
+    np.testing.assert_allclose(A @ f.solve(B), B, rtol=1e-10, atol=1e-10 * np.abs(B).max())
+    memory = available_memory()
+    assert memory is None or memory > 0
+
+
 def test_dense_matmul_into_column_slices():
     """dense_matmul (MKL's dgemm where MKL is loaded) reads and writes column slices of wider
     C-ordered arrays in place and agrees with NumPy to rounding, plain and with Aᵀ; wrong shapes
