@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .assembly import Model, build_model
-from .modal import ModalSolver, Modes
+from .modal import ModalSolver, Modes, make_modal_solver
 from .problem import Problem
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class ModalResult:
 
     model: Model
     modes: Modes
-    solver: ModalSolver
+    solver: object  # ModalSolver, or AMGModalSolver for a 3D model too big to factorise
 
 
 def initial_scale_factors(problem: Problem, model: Model) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +51,11 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
         Overrides ``problem.analysis.backend``.
     model : Model, optional
         A model already built from ``problem``.
+
+    The solver is shift-invert Lanczos (:class:`~fem_eigopt.modal.ModalSolver`), or the AMG
+    solver (:class:`~fem_eigopt.amg.AMGModalSolver`, no factorisation) when the analysis asks for
+    ``eigensolver="amg"`` or, with ``"auto"``, for a 3D model whose factorisation would need more
+    than half the available memory (:func:`~fem_eigopt.modal.make_modal_solver`).
     """
     a = problem.analysis
     n_modes = a.n_modes if n_modes is None else n_modes
@@ -60,6 +65,11 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
 
         raise fail(problem.label, f"n_modes = {n_modes}; allowed: fewer than the {model.n_free} free dofs")
     stiff, mass = initial_scale_factors(problem, model)
-    solver = ModalSolver(n_modes, shift=a.shift, backend=backend or a.backend, cluster_tol=a.cluster_tol)
+    if a.eigensolver in ("auto", "amg"):
+        # shift-invert Lanczos, the reference, unless the model is too big to factorise (3D;
+        # see make_modal_solver) or AMG is asked for
+        solver = make_modal_solver(n_modes, a, backend=backend, model=model, repeated=False)
+    else:
+        solver = ModalSolver(n_modes, shift=a.shift, backend=backend or a.backend, cluster_tol=a.cluster_tol)
     modes = solver.solve(model.stiffness(stiff), model.mass(mass))
     return ModalResult(model=model, modes=modes, solver=solver)

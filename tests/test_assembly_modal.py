@@ -386,6 +386,28 @@ def test_clusters_on_square_cantilever(repo):
     assert lam[2] / lam[1] > 1.5
 
 
+def test_modal_analysis_without_factorisation_when_asked_or_too_big(repo, monkeypatch):
+    """modal_analysis: shift-invert Lanczos by default; the AMG solver (no factorisation) with
+    eigensolver="amg", or with "auto" when the factors would not fit (make_modal_solver's memory
+    check, here with the available memory set to 1 kB) — the same eigenvalues to 1e-8."""
+    pytest.importorskip("pyamg")
+    import fem_eigopt.linalg as linalg
+    import fem_eigopt.modal as modal
+
+    problem = fe.load_problem(repo / "problems" / "cantilever3d.py", {"nx": 10, "ny": 2, "nz": 2})
+    reference = fe.modal_analysis(problem, n_modes=4)
+    assert type(reference.solver) is fe.ModalSolver
+    amg = fe.modal_analysis(problem.with_changes(analysis=fe.Analysis(eigensolver="amg")), n_modes=4)
+    assert amg.solver.backend == "amg"
+    np.testing.assert_allclose(amg.modes.eigenvalues, reference.modes.eigenvalues, rtol=1e-8)
+    if "pardiso" in available_backends():
+        monkeypatch.setattr(modal, "FACTOR_MEMORY_CHECK_DOFS_3D", 0)
+        monkeypatch.setattr(linalg, "available_memory", lambda: 1024.0)
+        auto = fe.modal_analysis(problem, n_modes=4)
+        assert auto.solver.backend == "amg"
+        np.testing.assert_allclose(auto.modes.eigenvalues, reference.modes.eigenvalues, rtol=1e-8)
+
+
 def test_point_mass_total_mass_and_effect(repo):
     """1ᵀM_x1 (x-component dofs, fixed ones included) = structure mass + point mass; the tip mass
     lowers the bending frequencies and leaves the torsion mode alone (it sits on the axis, where
