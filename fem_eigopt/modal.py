@@ -305,6 +305,10 @@ def _factors_too_big(model, backend: str) -> bool:
     factorization = PardisoFactorization()
     try:
         needed = factorization.memory_estimate(model.stiffness())
+    except (np.linalg.LinAlgError, MemoryError) as exc:  # PARDISO cannot even analyse it
+        logger.info("eigensolver auto: PARDISO's analysis of K (%d dofs) failed (%s): "
+                    "AMG-preconditioned LOBPCG (no factorisation)", model.n_free, exc)
+        return True
     finally:
         factorization.release()
     too_big = needed > FACTOR_MEMORY_SHARE * available

@@ -324,6 +324,12 @@ def test_auto_takes_amg_when_the_factors_would_not_fit(monkeypatch):
     monkeypatch.setattr(linalg, "available_memory", lambda: 1e12)
     assert isinstance(make_modal_solver(4, auto, model=model3, repeated=False), ModalSolver)
 
+    def analysis_fails(self, A, positive_definite=True):
+        raise np.linalg.LinAlgError("PARDISO phase 11 failed with error -2")
+
+    monkeypatch.setattr(linalg.PardisoFactorization, "memory_estimate", analysis_fails)
+    assert isinstance(make_modal_solver(4, auto, model=model3, repeated=True), AMGModalSolver)
+
 
 def test_eigen_tol_bounds_the_eigenvalue_error():
     # eigenvalues are Rayleigh quotients: error about tol² relative; a loose tol needs fewer iterations
