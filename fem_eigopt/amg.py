@@ -5,7 +5,8 @@ itself. Measured with PARDISO on the hex1 cantilever of ``benchmarks/bench_scale
 / 398k dofs gave 68M / 227M / 546M nonzeros in the factor (∝ n^1.34), 0.6 / 1.9 / 4.4 GB of
 numeric memory and 4.5 / 14 / 45 s per numeric refactorisation (∝ n^1.8); extrapolated to the
 1.07M-dof mesh, 2.1e9 nonzeros (beyond 32-bit indices), ~17 GB next to the model's 6 GB, and
-~4 min per factorisation — against 35 s per optimisation iteration and a 14.4 GB peak here. :class:`AMGModalSolver` finds the lowest eigenpairs of
+~4 min per factorisation — against 24 s per optimisation iteration and a 12.3 GiB peak here (``eigensolver="auto"`` switches to
+this solver there: :func:`~fem_eigopt.modal.make_modal_solver`). :class:`AMGModalSolver` finds the lowest eigenpairs of
 ``K x = λ M x`` with the locally optimal block preconditioned conjugate gradient method (LOBPCG,
 Knyazev 2001), preconditioned by one V-cycle of a smoothed-aggregation algebraic multigrid
 hierarchy of ``K`` (pyamg; Vaněk, Mandel & Brezina 1996) whose near-null space is the rigid-body
