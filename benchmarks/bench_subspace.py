@@ -14,7 +14,11 @@ the other dense block products of LOBPCG (the X, P and residual updates through
 modes (normalisation, Rayleigh quotients), the rest of the eigen solve, assembly of K and M,
 element energies (the sensitivities' kernel), MMA's step and everything else in the loop (filter,
 chain rule, driver). Below the table: the subspace solver's counted work per design, which a noisy
-machine does not change (decide on these; the seconds move by ±20 % on a shared host).
+machine does not change (decide on these; the seconds move by ±20 % on a shared host). Last, the
+floor of an iteration on this path, built from this run's own stage times: the work outside the
+eigen solve, one factorisation of K − σM, and one preconditioner solve per wanted mode, against
+one double-precision factorisation of K (the issue's yardstick), and how many solves a design
+could afford at 1.0× that factorisation if it never refactorised.
 
 The instrumentation wraps functions with timers (a few microseconds per call); the median
 seconds per iteration printed alongside are therefore a little above an uninstrumented run's.
@@ -148,6 +152,39 @@ def report(size: str, result: dict, timer: StageTimer, designs: int, solver) -> 
           f"{100 * other / loop:6.1f} %")
     print(f"{'total (the timed loop)':52s} {1e3 * loop / designs:10.2f} {100.0:6.1f} %")
     print("counted work" + bench_pymoto._counted_work(solver).replace("; per design", " per design"))
+    print_floor(result, timer, designs, solver, other)
+
+
+def print_floor(result: dict, timer: StageTimer, designs: int, solver, other: float) -> None:
+    """The least an iteration of this path can cost, from the stages measured in this run.
+
+    Three parts, each per design and each a measured time: the work outside the eigen solve
+    (assembly, element energies, MMA and "everything else", which any method pays); one
+    factorisation of K − σM in the preconditioner's precision with forming K − σM; and one
+    preconditioner solve per wanted mode, i.e. a single inverse-iteration step on the modes (a
+    warm start cannot do with fewer). Also: how many one-column solves a design could afford if
+    it never refactorised and the iteration were to cost one double-precision factorisation.
+    """
+    seconds, calls = timer.seconds, timer.calls
+    columns = getattr(solver, "n_preconditioner_columns", 0) - result.get("columns_before", 0)
+    if not calls.get("factor") or columns <= 0:
+        return
+    factor_double = result["factor_s"]
+    outside = (sum(seconds.get(k, 0.0) for k in ("assembly", "energies", "mma")) + other) / designs
+    one_factor = (seconds["factor"] + seconds.get("shifted", 0.0)) / calls["factor"]
+    one_column = (seconds.get("solve", 0.0) + seconds.get("solve_io", 0.0)) / columns
+    modes = int(getattr(solver, "n_modes", 1))
+    floor = outside + one_factor + modes * one_column
+    print(f"floor of an iteration on this path (per design, from this run's stages): outside the eigen solve "
+          f"{1e3 * outside:.1f} ms ({outside / factor_double:.2f}x factor) + one {solver.precision}-precision "
+          f"factorisation with K - sigma M {1e3 * one_factor:.1f} ms + {modes} one-column solves "
+          f"{1e3 * modes * one_column:.1f} ms ({1e3 * one_column:.2f} ms each) = {1e3 * floor:.1f} ms = "
+          f"{floor / factor_double:.2f}x one double-precision factorisation ({1e3 * factor_double:.1f} ms); "
+          f"the loop measured {columns / designs:.1f} columns per design")
+    affordable = (factor_double - outside) / one_column
+    print(f"an iteration of 1.0x factor without any refactorisation would allow {max(affordable, 0.0):.1f} "
+          f"one-column solves per design ({affordable / modes:.1f} per mode) and no Rayleigh-Ritz or "
+          "block products")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,6 +223,7 @@ def _run(size: str, iterations: int, timer: StageTimer) -> int:
             result = original_call(self, x)
             timer.reset()
             captured["designs_before"] = getattr(self.solver, "n_solves", 0)
+            captured["columns_before"] = getattr(self.solver, "n_preconditioner_columns", 0)
             return result
         return original_call(self, x)
 
@@ -202,6 +240,7 @@ def _run(size: str, iterations: int, timer: StageTimer) -> int:
     solver = captured["evaluator"].solver
     designs = max(getattr(solver, "n_solves", 0) - captured.get("designs_before", 0), 1)
     timer.seconds, timer.calls = captured["seconds"], captured["calls"]
+    result["columns_before"] = captured.get("columns_before", 0)
     report(size, result, timer, designs, solver)
     return 0
 

@@ -86,3 +86,17 @@ def test_stage_benchmark_rows_add_up_to_the_loop(capsys):
     assert total > 0 and sum(rows.values()) == pytest.approx(total, abs=0.05 * len(rows))
     assert rows["preconditioner solves (PARDISO 33)"] > 0 and rows["Rayleigh-Ritz (Gram products, eigh)"] > 0
     assert "counted work per design" in out and "LOBPCG iterations" in out
+    # the floor line: its parts add up to the floor, and the floor over the printed factorisation
+    # time is the printed ratio (the numbers the "1.0x factorisation" discussion rests on)
+    import re
+
+    floor = re.search(r"outside the eigen solve ([\d.]+) ms .*? with K - sigma M ([\d.]+) ms \+ (\d+) one-column "
+                      r"solves ([\d.]+) ms \(([\d.]+) ms each\) = ([\d.]+) ms = ([\d.]+)x one double-precision "
+                      r"factorisation \(([\d.]+) ms\)", out)
+    assert floor, out
+    outside, factor, modes, solves, each, total_floor, ratio, double = (float(v) for v in floor.groups())
+    assert outside > 0 and factor > 0 and modes >= 1 and each > 0
+    assert solves == pytest.approx(modes * each, abs=0.06)
+    assert total_floor == pytest.approx(outside + factor + solves, abs=0.2)
+    assert ratio == pytest.approx(total_floor / double, rel=0.02, abs=0.01)
+    assert re.search(r"would allow -?[\d.]+ one-column solves per design", out)
