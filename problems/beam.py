@@ -22,7 +22,10 @@ evaluations up to 16, each β change restarting MMA with density steps ≤ 0.1, 
 Measured with these defaults (2 cores, about 2 min each, MKL 2026.2 / SciPy 1.17): SS ω1 = 174.24,
 ω2 = 178.22 rad/s (gap 2.3 %), volume 0.4995; CC ω1 = 430.62, ω2 = 430.93 (gap 0.07 %), volume
 0.4999 — 99.7 % and 94.4 % of the published optima. The runs are sensitive to rounding: with the
-library versions of November 2026 they ended at SS 174.12 / 175.77 (gap 0.95 %) and CC 435.45 (95.4 %).
+library versions of November 2026 they ended at SS 174.12 / 175.77 (gap 0.95 %) and CC 435.45 (95.4 %),
+and with the same libraries on an AMD EPYC machine (AVX-512; MKL and OpenBLAS take other code
+paths there) at SS 173.04 / 173.79 (99.0 %, gap 0.43 %) and CC 423.88 (92.9 %), identical on a
+repeated run.
 The simple λ1 objective stalls at 163.4 (SS) and 326.9 (CC) where λ1 and λ2 meet (141.9 and 325.1
 with those); without projection the designs stay grey near 149 (SS) and 400 (CC).
 
