@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from fem_eigopt.linalg import available_backends
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -63,6 +65,8 @@ def test_table_reports_the_ratio_per_repeat(bench, capsys):
     assert float(row.split()[6]) == pytest.approx(0.8 / 0.15, abs=0.01)  # pyMOTO/x from the medians
 
 
+@pytest.mark.skipif("pardiso" not in available_backends(),
+                    reason="the stage table times MKL PARDISO's phases; PARDISO not installed")
 def test_stage_benchmark_rows_add_up_to_the_loop(capsys):
     """bench_subspace.py --quick (a 3D mesh: the subspace solver): exclusive stage times whose rows
     add up to the timed loop, the preconditioner's solves among them, and the counted work."""
