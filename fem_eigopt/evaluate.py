@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from .adjoint import element_energies, eigenvector_adjoint
+from .adjoint import cluster_increment_matrix, element_energies, eigenvector_adjoint
 from .assembly import Model, build_model
 from .errors import InputError, fail
 from .filters import DensityChain, DensityFilter, DesignMap, HeavisideProjection, HelmholtzFilter, element_volumes
-from .linalg import csr_matvec_into, reusable, sparse_matmul
 from .modal import Modes, make_modal_solver
 from .objectives import ModalState, Partials, Response, VolumeConstraint
 from .optimizer import Evaluation
@@ -167,7 +166,6 @@ class DesignEvaluator:
         self.n_bounds = start
         self._cache_key: bytes | None = None
         self._cache: Evaluation | None = None
-        self._align_buffers: list[np.ndarray | None] = [None, None, None]
         self._solve_key: bytes | None = None
         self._solved: dict[str, Any] | None = None
         self._previous_rho: np.ndarray | None = None
@@ -329,23 +327,13 @@ class DesignEvaluator:
         if not np.any(d_rho):
             return vectors
         vectors = vectors.copy()
-        # data of ΔK, ΔM on the fixed pattern, in buffers kept between evaluations (they never
-        # leave this method; see fem_eigopt.linalg.reusable)
-        nnz = self.model.assemble_K.shape[0]
-        bufs = self._align_buffers = [reusable(b, (nnz,)) for b in self._align_buffers]
-        dK = csr_matvec_into(self.model.assemble_K, ds_K * d_rho, bufs[0])
-        dM = csr_matvec_into(self.model.assemble_M, ds_M * d_rho, bufs[1])
-        work = bufs[2]
+        dK, dM = ds_K * d_rho, ds_M * d_rho  # increments of the element scale factors
         for cluster in modes.clusters:
             idx = list(cluster)
             lam_bar = float(np.mean(modes.eigenvalues[idx]))
             Phi = vectors[:, idx]
-            # dK − λ̄ dM in one work array (the same numbers; temporaries of nnz(K) cost page
-            # faults: 24 -> ~9 ms at 53k dofs in 3D)
-            np.multiply(dM, lam_bar, out=work)
-            np.subtract(dK, work, out=work)
-            D = self.model._csr(work)
-            F = Phi.T @ sparse_matmul(D, Phi)
+            # Φᵀ(ΔK − λ̄ΔM)Φ element by element (no ΔK assembled: 29 -> 3 ms at 16 000 hex8)
+            F = cluster_increment_matrix(self.model, Phi, dK, dM, lam_bar)
             _, Q = np.linalg.eigh(0.5 * (F + F.T))
             vectors[:, idx] = Phi @ Q
         return vectors

@@ -186,6 +186,29 @@ def test_element_energies_in_blocks_match_one_block(mesh_kind, monkeypatch):
                 np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-14 * np.abs(a).max())
 
 
+@pytest.mark.parametrize("mesh_kind", ["congruent", "distorted"])
+def test_cluster_increment_matrix_is_the_projected_assembled_increment(mesh_kind):
+    # Φᵀ(ΔK − λ̄ΔM)Φ element by element against ΔK, ΔM assembled on the pattern (the way the
+    # evaluator aligned clusters before) and against Σ_e of cluster_scale_matrices' GK, GM
+    model = _energy_model(mesh_kind, 12, 5)
+    rng = np.random.default_rng(11)
+    Phi = rng.standard_normal((model.n_free, 3))
+    dsK, dsM = rng.uniform(-1.0, 1.0, model.n_elements), rng.uniform(-1.0, 1.0, model.n_elements)
+    lam = 2.5e3
+    F = adj.cluster_increment_matrix(model, Phi, dsK, dsM, lam)
+    dM = model.mass(dsM) - model.mass(np.zeros(model.n_elements))  # without the point masses
+    assembled = Phi.T @ ((model.stiffness(dsK) - lam * dM) @ Phi)
+    assert F.shape == (3, 3) and np.array_equal(F, F.T)
+    scale = np.abs(Phi.T @ (model.stiffness() @ Phi)).max()
+    np.testing.assert_allclose(F, assembled, rtol=0, atol=1e-12 * scale)
+    modes = fe.Modes(np.ones(3), Phi, clusters=[(0, 1, 2)], shift=0.0)
+    GK, GM = adj.cluster_scale_matrices(model, modes, [0, 1, 2])
+    np.testing.assert_allclose(F, np.einsum("e,esk->sk", dsK, GK) - lam * np.einsum("e,esk->sk", dsM, GM),
+                               rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(adj.cluster_increment_matrix(model, model.expand(Phi), dsK, dsM, lam), F,
+                               rtol=0, atol=1e-13 * scale)  # full-length vectors
+
+
 # ---------------------------------------------------------------------------------------------
 # simple eigenvalues
 # ---------------------------------------------------------------------------------------------
