@@ -156,13 +156,7 @@ def element_energies(model: Model, vectors: np.ndarray) -> tuple[np.ndarray, np.
     flat = V.ndim == 1
     V = V[:, None] if flat else V
     k = V.shape[1]
-    if V.shape[0] == model.n_free and model.n_free != model.n_dofs:
-        VT = np.zeros((k, model.n_free + 1))  # one zero column for the fixed dofs
-        VT[:, :-1] = V.T
-        dofs = model.element_free_dofs
-    else:
-        VT = np.ascontiguousarray(V.T)
-        dofs = model.element_dofs
+    VT, dofs = _vectors_by_row(model, V)
     n_elem, n_edof = dofs.shape
     eK = np.empty((n_elem, k))
     eM = np.empty((n_elem, k))
@@ -182,6 +176,17 @@ def element_energies(model: Model, vectors: np.ndarray) -> tuple[np.ndarray, np.
             eK[rows] = element_quadratic_forms(model.Ke[rows], U)
             eM[rows] = element_quadratic_forms(model.Me[rows], U)
     return (eK[:, 0], eM[:, 0]) if flat else (eK, eM)
+
+
+def _vectors_by_row(model: Model, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors V (n_free, k) or (n_dofs, k) as rows VT (k, n + 1 or n) and the element dof
+    indices into them (n_elem, n_edof): free-length vectors get one zero column, which the fixed
+    dofs of ``model.element_free_dofs`` point at, so that one ``np.take`` gathers element vectors."""
+    if V.shape[0] == model.n_free and model.n_free != model.n_dofs:
+        VT = np.zeros((V.shape[1], model.n_free + 1))
+        VT[:, :-1] = V.T
+        return VT, model.element_free_dofs
+    return np.ascontiguousarray(V.T), model.element_dofs
 
 
 def _gather(model: Model, vectors: np.ndarray) -> np.ndarray:
@@ -307,13 +312,7 @@ def cluster_increment_matrix(model: Model, vectors: np.ndarray, dsK: np.ndarray,
     """
     V = np.asarray(vectors, dtype=float)
     m = V.shape[1]
-    if V.shape[0] == model.n_free and model.n_free != model.n_dofs:
-        VT = np.zeros((m, model.n_free + 1))  # one zero column for the fixed dofs
-        VT[:, :-1] = V.T
-        dofs = model.element_free_dofs
-    else:
-        VT = np.ascontiguousarray(V.T)
-        dofs = model.element_dofs
+    VT, dofs = _vectors_by_row(model, V)
     n_edof = dofs.shape[1]
     P = np.take(VT, dofs, axis=1)  # (m, n_elem, n_edof)
     wK = np.asarray(dsK, dtype=float)[:, None]
