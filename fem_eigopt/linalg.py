@@ -40,7 +40,7 @@ from .errors import InputError
 logger = logging.getLogger(__name__)
 
 __all__ = ["Factorization", "available_backends", "make_factorization", "default_backend", "limited_threads",
-           "BlockOperator", "csr_matvec_into", "dense_matmul", "reusable", "ritz_pairs", "sparse_matmul"]
+           "BlockOperator", "dense_matmul", "reusable", "ritz_pairs", "sparse_matmul"]
 
 
 class Factorization:
@@ -626,20 +626,6 @@ def reusable(buffer: np.ndarray | None, shape: tuple[int, ...], dtype=np.float64
     if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != np.dtype(dtype):
         return np.empty(shape, dtype=dtype)
     return buffer
-
-
-def csr_matvec_into(A: sp.csr_matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``A @ x`` written into ``out`` (n_rows,): the same numbers as SciPy's product (its own
-    kernel, ``csr_matvec``, accumulating into zeros), without allocating the result."""
-    out.fill(0.0)
-    try:
-        from scipy.sparse import _sparsetools
-
-        _sparsetools.csr_matvec(A.shape[0], A.shape[1], A.indptr, A.indices, A.data,
-                                np.ascontiguousarray(x, dtype=np.float64), out)
-    except (ImportError, AttributeError, TypeError, ValueError):  # a SciPy without that kernel
-        out[:] = A @ x
-    return out
 
 
 def sparse_matmul(A, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -4,6 +4,7 @@ extra, not needed here): the iteration accounting the benchmark's table rests on
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -92,8 +93,6 @@ def test_stage_benchmark_rows_add_up_to_the_loop(capsys):
     assert "counted work per design" in out and "LOBPCG iterations" in out
     # the floor line: its parts add up to the floor, and the floor over the printed factorisation
     # time is the printed ratio (the numbers the "1.0x factorisation" discussion rests on)
-    import re
-
     floor = re.search(r"outside the eigen solve ([\d.]+) ms .*? with K - sigma M ([\d.]+) ms \+ (\d+) one-column "
                       r"solves ([\d.]+) ms \(([\d.]+) ms each\) = ([\d.]+) ms = ([\d.]+)x one double-precision "
                       r"factorisation \(([\d.]+) ms\)", out)

@@ -10,9 +10,10 @@ Measured with the defaults (problems/beam.py docstring): SS 174.24 rad/s (gap 2.
 the library versions of November 2026; SS 173.04 (gap 0.43 %), CC 423.88 (92.9 %) with MKL
 2026.2 on an AMD EPYC (AVX-512) machine, whose MKL and OpenBLAS take other code paths (and CC 408.32
 there with MKL_CBWR=COMPATIBLE, below this guard); identical to all printed digits on repeated runs
-with the same libraries on the same machine. The runs are path-sensitive (other continuation settings ended between 421 and 439
-for CC, SS gaps 0.1–2.5 %; a rounding-level change to the element energies took CC to 413.0), and
-a machine whose MKL or BLAS rounds differently takes another path; so the assertions are
+with the same libraries on the same machine. The runs are path-sensitive (other continuation
+settings ended between 421 and 439 for CC, SS gaps 0.1–2.5 %; a rounding-level change to the
+element energies took CC to 413.0), and a machine whose MKL or BLAS rounds differently takes
+another path; so the assertions are
 regression guards below the measured values (CC ≥ 92 %, SS gap < 2.5 %), which still catch the
 failures seen during development (collapse to void or solid designs, grey designs near 149/400).
 """
