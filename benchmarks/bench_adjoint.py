@@ -5,7 +5,7 @@ for small sizes) and a random design x in [0.2, 1] (s_K = x³, s_M = x), the tab
 
 - ``modal``: one modal solve of k = 6 modes on an already analysed pattern (numeric factorisation
   of K − σM + shift-invert Lanczos), the reference time;
-- ``eig grad``: all 6 eigenvalue gradients (:func:`fem_eigopt.adjoint.eigenvalue_scale_gradients`);
+- ``eig grad``: all 6 eigenvalue gradients (:func:`fem_eigopt.sensitivity.eigenvalues.eigenvalue_scale_gradients`);
 - ``vec direct`` / ``vec minres``: one eigenvector functional (squared tip amplitude of mode 2)
   with each adjoint solver (the direct one reusing its factorisation object, as an optimisation
   loop would; MINRES with the modal solver's cached factorisation);
@@ -31,10 +31,12 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import fem_eigopt as fe  # noqa: E402
-from fem_eigopt import adjoint as adj  # noqa: E402
-from fem_eigopt.assembly import build_model  # noqa: E402
-from fem_eigopt.linalg import make_factorization  # noqa: E402
-from fem_eigopt.modal import ModalSolver  # noqa: E402
+from fem_eigopt.responses.eigenvector import ModalAmplitude
+from fem_eigopt.sensitivity.eigenvalues import eigenvalue_scale_gradients, element_quadratic_forms
+from fem_eigopt.sensitivity.eigenvectors import eigenvector_adjoint
+from fem_eigopt.fem.assembly import build_model  # noqa: E402
+from fem_eigopt.linalg.factorization import make_factorization  # noqa: E402
+from fem_eigopt.solvers.lanczos import ModalSolver  # noqa: E402
 
 N_MODES = 6
 
@@ -92,16 +94,16 @@ def run_model(name: str, problem: fe.Problem, repeat: int, backend: str) -> dict
     solver = ModalSolver(N_MODES, backend=backend)
     modes = solver.solve(K, M)  # first solve: symbolic analysis (not timed)
     t_modal, modes = best_time(lambda: solver.solve(K, M), repeat)
-    t_eig, _ = best_time(lambda: adj.eigenvalue_scale_gradients(model, modes), repeat)
+    t_eig, _ = best_time(lambda: eigenvalue_scale_gradients(model, modes), repeat)
     tip = np.flatnonzero(np.isclose(model.basis.doflocs[0], model.basis.doflocs[0].max()))
     tip = tip[model.free_index[tip] >= 0]
-    functional = adj.ModalAmplitude.at_global_dofs(model, tip[-1:])
+    functional = ModalAmplitude.at_global_dofs(model, tip[-1:])
     _, dg = functional(modes.vectors[:, 1])
     direct_fact = make_factorization(backend)
-    adj.eigenvector_adjoint(model, K, M, modes, 1, dg, direct_factorization=direct_fact)  # symbolic once
-    t_direct, g_direct = best_time(lambda: adj.eigenvector_adjoint(
+    eigenvector_adjoint(model, K, M, modes, 1, dg, direct_factorization=direct_fact)  # symbolic once
+    t_direct, g_direct = best_time(lambda: eigenvector_adjoint(
         model, K, M, modes, 1, dg, solver="direct", direct_factorization=direct_fact), repeat)
-    t_minres, g_minres = best_time(lambda: adj.eigenvector_adjoint(
+    t_minres, g_minres = best_time(lambda: eigenvector_adjoint(
         model, K, M, modes, 1, dg, solver="minres", factorization=solver.factorization), repeat)
     agree = np.linalg.norm(g_direct[0] - g_minres[0]) / np.linalg.norm(g_direct[0])
     return dict(name=name, n_dof=model.n_free, n_elem=model.n_elements, modal=t_modal, eig=t_eig,
@@ -137,7 +139,7 @@ def main(argv=None) -> None:
     model = build_model(problem_2d(40, 20))
     x = np.random.default_rng(1).uniform(0.2, 1.0, model.n_elements)
     modes = ModalSolver(N_MODES, backend=args.backend).solve(model.stiffness(x**3), model.mass(x))
-    t_fast, (dK, dM) = best_time(lambda: adj.eigenvalue_scale_gradients(model, modes), args.repeat)
+    t_fast, (dK, dM) = best_time(lambda: eigenvalue_scale_gradients(model, modes), args.repeat)
     t_naive, (nK, nM) = best_time(lambda: naive_eigenvalue_gradients(model, modes), 1)
     diff = max(np.abs(dK - nK).max() / np.abs(dK).max(), np.abs(dM - nM).max() / np.abs(dM).max())
     print()
@@ -147,7 +149,7 @@ def main(argv=None) -> None:
 
     # the contraction: batched matmul + einsum vs a single three-operand einsum
     phi = model.element_values(modes.vectors)
-    t_mm, a = best_time(lambda: adj.element_quadratic_forms(model.Ke, phi), 5)
+    t_mm, a = best_time(lambda: element_quadratic_forms(model.Ke, phi), 5)
     t_es, b = best_time(lambda: np.einsum("eak,eab,ebk->ek", phi, model.Ke, phi), 5)
     t_eo, _ = best_time(lambda: np.einsum("eak,eab,ebk->ek", phi, model.Ke, phi, optimize=True), 5)
     print("Element contraction u_eᵀ K_e v_e, k = 6, 800 elements")

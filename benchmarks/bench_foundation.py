@@ -40,9 +40,10 @@ from skfem.helpers import ddot, sym_grad, trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 import fem_eigopt as fe  # noqa: E402
-from fem_eigopt.assembly import build_model  # noqa: E402
-from fem_eigopt.linalg import available_backends, make_factorization  # noqa: E402
-from fem_eigopt.modal import ModalSolver, shifted_matrix  # noqa: E402
+from fem_eigopt.fem.assembly import build_model  # noqa: E402
+from fem_eigopt.linalg.factorization import available_backends, make_factorization  # noqa: E402
+from fem_eigopt.solvers.lanczos import ModalSolver
+from fem_eigopt.solvers.modes import shifted_matrix  # noqa: E402
 
 STEEL_2D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="plane_stress", thickness=0.01)
 STEEL_3D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="solid")

@@ -30,7 +30,7 @@ set up identically in both tools:
   a different scale);
 * optimiser: each tool's MMA — pyMOTO's ``pym.MMA`` (Svanberg's MMA 2007 version, move limit 0.1,
   one evaluation per iteration) against fem_eigopt's ``OptimizerSettings(algorithm="MMA",
-  move_limit=0.1)`` (its own implementation of the same method, :mod:`fem_eigopt.mma`) and/or
+  move_limit=0.1)`` (its own implementation of the same method, :mod:`fem_eigopt.optimize.mma`) and/or
   NLopt's ``LD_MMA`` (CCSA form: an outer iteration may re-evaluate with a more conservative
   approximation — "inner iterations" — no move limit), all from the same starting design
   (``--fe-algorithm``).
@@ -55,7 +55,7 @@ iterations:
   subproblem), with ``calculate_g`` / ``calculate_dg`` timed; the design after the N-th update is
   evaluated once more, untimed, for the final objective.
 * fem_eigopt: a :class:`fem_eigopt.DesignEvaluator` driven by :func:`fem_eigopt.minimize` with
-  the settings :func:`fem_eigopt.optimize.optimize` would pass (here: no ``xtol``/``ftol``/
+  the settings :func:`fem_eigopt.optimize.run.optimize` would pass (here: no ``xtol``/``ftol``/
   stagnation stop), stopped after N completed iterations: with ``MMA`` every evaluation after
   the start is one iteration; with NLopt's ``LD_MMA`` an iteration is an *outer* iteration, and
   as NLopt does not tell Python where they end, the run sets NLopt's ``verbosity`` and reads the
@@ -375,7 +375,8 @@ def feasible_start(nx: int, ny: int, nz: int) -> float:
     Bisection with fem_eigopt's density chain (design map with the non-design block, the density
     filter, the non-design block again), which is pyMOTO's network up to the interpolations.
     """
-    from fem_eigopt.filters import DensityChain, DensityFilter, DesignMap
+    from fem_eigopt.design.density import DensityChain, DesignMap
+    from fem_eigopt.design.filters import DensityFilter
 
     problem = build_fem_problem(nx, ny, nz, "auto")
     mesh, design = problem.mesh, problem.design
@@ -399,10 +400,10 @@ def numeric_factorization_seconds(evaluator, backend: str = "auto", repeats: int
     """Median seconds of one numeric factorisation of K at the evaluator's last design.
 
     The floor the issue measures an iteration against: ``K`` as assembled for the last design
-    (free dofs), factorised with a fresh :func:`fem_eigopt.linalg.make_factorization` (the first
+    (free dofs), factorised with a fresh :func:`fem_eigopt.linalg.factorization.make_factorization` (the first
     call, with the symbolic analysis, is not counted), MKL's default threads as in the run.
     """
-    from fem_eigopt.linalg import make_factorization
+    from fem_eigopt.linalg.factorization import make_factorization
 
     solved = getattr(evaluator, "_solved", None)
     if not solved:
@@ -470,7 +471,7 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
     """
     t_setup = time.perf_counter()
     import fem_eigopt as fe
-    from fem_eigopt.optimize import default_settings
+    from fem_eigopt.optimize.run import default_settings
 
     problem = build_fem_problem(nx, ny, nz, eigensolver, backend, objective_scale, eigen_tol, precision)
     to_100 = OBJECTIVE_SCALE / objective_scale
@@ -532,7 +533,7 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
                            "(no new evaluation; the fem_eigopt driver would loop forever)")
             raise _NloptCycling(cycling[0])
 
-    evaluator.inexact_gradients = True  # as fem_eigopt.optimize() runs the optimiser's steps
+    evaluator.inexact_gradients = True  # as fem_eigopt.optimize.run() runs the optimiser's steps
     t_loop = time.perf_counter()
     status = "stopped after the requested iterations"
     previous = signal.signal(signal.SIGALRM, watchdog)

@@ -5,15 +5,15 @@ Two parts, each size in its own subprocess (so that its peak memory, ``ru_maxrss
 (a) **Scaling table.** A cantilever (2 × 1 m plate in plane stress, or a 2 × 1 × 0.5 m box; clamped
     at x = 0, a lumped tip mass of 10 % of the design mass, SIMP p = 3 with the two-range mass law,
     x_min = 1e-3, density filter of 1.5 elements, maximise λ1 subject to V ≤ 0.3) is optimised by
-    :func:`fem_eigopt.optimize.optimize` — the code path of ``python -m fem_eigopt`` — for
+    :func:`fem_eigopt.optimize.run.optimize` — the code path of ``python -m fem_eigopt`` — for
     ``--evals`` evaluations at several sizes: in 2D with shift-invert Lanczos and a PARDISO
     factorisation (``eigensolver="arpack"``), in 3D with the AMG path (``eigensolver="amg"``,
-    :mod:`fem_eigopt.amg`) and, up to ``--direct-max`` dofs, with the default direct path
+    :mod:`fem_eigopt.solvers.amg`) and, up to ``--direct-max`` dofs, with the default direct path
     (``"auto"``: LOBPCG with a kept factorisation) for comparison. One *iteration* is one
     evaluation after the starting design (one DesignEvaluator call and NLopt MMA's step; MMA's
     inner iterations count as iterations). Columns, medians over the iterations (seconds):
 
-    ``build``      :func:`fem_eigopt.assembly.build_model` (once per run),
+    ``build``      :func:`fem_eigopt.fem.assembly.build_model` (once per run),
     ``setup``      the rest of DesignEvaluator's constructor (filter, density chain; once),
     ``asm``        K and M on the fixed pattern (``t_assembly``),
     ``eigen``      the modal solve (``t_modal``: factorisation or AMG setup plus the eigen solve),
@@ -132,9 +132,9 @@ def cantilever(size: tuple[int, ...], eigensolver: str, max_eval: int):
 
 def run_one(size: tuple[int, ...], eigensolver: str, evals: int, verbose: bool) -> dict:
     """Optimise the cantilever for ``evals`` evaluations; timings, eigenvalues and peak memory."""
-    import fem_eigopt.assembly as assembly
-    import fem_eigopt.optimize as optimize_module
-    from fem_eigopt.evaluate import DesignEvaluator
+    import fem_eigopt.fem.assembly as assembly
+    import fem_eigopt.optimize.run as optimize_module
+    from fem_eigopt.optimize.evaluator import DesignEvaluator
 
     times: dict[str, float] = {}
 

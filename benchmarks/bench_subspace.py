@@ -112,7 +112,12 @@ class StageTimer:
 
 def instrument(timer: StageTimer) -> None:
     """Wrap the stages where the modules look them up (names imported with ``from`` included)."""
-    from fem_eigopt import assembly, evaluate, linalg, mma, modal, subspace
+    import fem_eigopt.fem.assembly as assembly
+    import fem_eigopt.linalg.factorization as linalg
+    import fem_eigopt.optimize.evaluator as evaluate
+    import fem_eigopt.optimize.mma as mma
+    import fem_eigopt.solvers.lanczos as modal
+    import fem_eigopt.solvers.subspace as subspace
 
     phases = {11: "symbolic", 22: "factor", 33: "solve", -1: "symbolic"}
     timer.wrap(linalg.PardisoFactorization, "_call", lambda self, phase, *a, **k: phases.get(phase, "solve"))
@@ -206,7 +211,7 @@ def _run(size: str, iterations: int, timer: StageTimer) -> int:
     nx, ny, nz = bench_pymoto.parse_size(size)
     instrument(timer)
     captured: dict = {}
-    from fem_eigopt import evaluate
+    import fem_eigopt.optimize.evaluator as evaluate
 
     original_init = evaluate.DesignEvaluator.__init__
 

@@ -1,7 +1,7 @@
 """Where the time of a topology optimisation goes: a stage table per optimiser iteration.
 
 Runs a problem file (default ``problems/beam.py``, the Du & Olhoff beam) through
-:func:`fem_eigopt.optimize.optimize` — the same code path as ``python -m fem_eigopt`` — for a short
+:func:`fem_eigopt.optimize.run.optimize` — the same code path as ``python -m fem_eigopt`` — for a short
 evaluation budget (``--max-eval``, default 60: under a minute on a 2-core machine) and prints
 
 1. one row per NLopt MMA *outer iteration*: the evaluations it took (NLopt's MMA/CCSA repeats an
@@ -23,17 +23,17 @@ evaluation budget (``--max-eval``, default 60: under a minute on a 2-core machin
 2. medians per iteration, totals, and each stage as a fraction of the total iteration time;
 3. the median iteration against one numeric factorisation of K (``model.stiffness(s_K)`` at the
    final design, factorised ``--factor-repeats`` times with
-   :func:`fem_eigopt.linalg.make_factorization`; the first call includes the symbolic analysis
+   :func:`fem_eigopt.linalg.factorization.make_factorization`; the first call includes the symbolic analysis
    and is shown separately, the ratio uses the median of the numeric-only repeats).
 
 How the numbers are obtained
 ----------------------------
-* Stage times are the per-evaluation ``t_*`` columns that :mod:`fem_eigopt.optimize` puts in
+* Stage times are the per-evaluation ``t_*`` columns that :mod:`fem_eigopt.optimize.run` puts in
   the history (``RunResult.history``); the wall time per evaluation is the difference of the
   history's ``time_s`` stamps.
 * The wall time of each evaluation is measured here, by a subclass of
-  :class:`~fem_eigopt.evaluate.DesignEvaluator` that times ``__call__`` and is put in place of
-  the evaluator class inside ``fem_eigopt.optimize`` for the run, so that the optimiser's share
+  :class:`~fem_eigopt.optimize.evaluator.DesignEvaluator` that times ``__call__`` and is put in place of
+  the evaluator class inside ``fem_eigopt.optimize.run`` for the run, so that the optimiser's share
   does not rest on the evaluator's own bookkeeping. The history's ``t_evaluation`` is printed next
   to it as a check (the two agree; a ``t_evaluation`` above the wall time would mean a stage is
   counted twice, as the forward solve once was).
@@ -83,12 +83,12 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from fem_eigopt.evaluate import DesignEvaluator  # noqa: E402
-from fem_eigopt.linalg import make_factorization  # noqa: E402
-from fem_eigopt.optimize import default_settings, optimize  # noqa: E402
-from fem_eigopt.problem import load_problem, parse_overrides  # noqa: E402
+from fem_eigopt.linalg.factorization import make_factorization  # noqa: E402
+from fem_eigopt.optimize.evaluator import DesignEvaluator  # noqa: E402
+from fem_eigopt.optimize.run import default_settings, optimize  # noqa: E402
+from fem_eigopt.problem.loading import load_problem, parse_overrides  # noqa: E402
 
-_OPTIMIZE_MODULE = sys.modules["fem_eigopt.optimize"]
+_OPTIMIZE_MODULE = sys.modules["fem_eigopt.optimize.run"]
 _MARKER = "@@BENCH_EVAL"
 #: recorded stages that are not part of the modal solve, in data-flow order
 _STAGES = ("filter", "assembly")
@@ -319,7 +319,7 @@ class RunReport:
 def run_once(problem: Any, max_eval: int, backend: str | None, factor_repeats: int) -> RunReport:
     """One optimisation run with instrumentation (see the module docstring)."""
     settings = replace(default_settings(problem), verbosity=2)
-    opt_logger = logging.getLogger("fem_eigopt.optimizer")
+    opt_logger = logging.getLogger("fem_eigopt.optimize.driver")
     capture = _CapturedStdout()
     marker = _EvalMarker(capture.libc)
     old_level = opt_logger.level

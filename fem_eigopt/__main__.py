@@ -1,5 +1,5 @@
 """``python -m fem_eigopt``: see :mod:`fem_eigopt.cli`."""
 
-from .cli import main
+from fem_eigopt.cli import main
 
 raise SystemExit(main())

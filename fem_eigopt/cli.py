@@ -21,7 +21,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from .errors import InputError  # noqa: E402
+from fem_eigopt.errors import InputError  # noqa: E402
 
 logger = logging.getLogger("fem_eigopt")
 
@@ -72,13 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-    from .problem import load_problem, parse_overrides
+    from fem_eigopt.problem.loading import load_problem, parse_overrides
 
     problem = load_problem(args.problem, parse_overrides(args.overrides))
     if getattr(args, "eigensolver", None) is not None:
         from dataclasses import replace
 
-        from .problem import EIGENSOLVERS
+        from fem_eigopt.problem.definition import EIGENSOLVERS
 
         if args.eigensolver not in EIGENSOLVERS:
             raise InputError(f"--eigensolver {args.eigensolver!r}: allowed: {', '.join(EIGENSOLVERS)}")
@@ -99,7 +99,7 @@ def _modal_table(result) -> str:
 
 
 def cmd_modal(args) -> int:
-    from .analysis import modal_analysis
+    from fem_eigopt.optimize.modal_analysis import modal_analysis
 
     problem = _load(args)
     if args.modes is not None and args.modes < 1:
@@ -139,7 +139,7 @@ def _jsonable(v) -> bool:
 
 def cmd_run(args) -> int:
     """Optimise the problem; write the run directory; exit 130 when interrupted."""
-    from .optimize import optimize
+    from fem_eigopt.optimize.run import optimize
 
     problem = _load(args)
     run = optimize(problem, out_dir=None if args.no_output else args.out, max_eval=args.max_eval,
@@ -151,8 +151,8 @@ def cmd_run(args) -> int:
 
 def cmd_check_grad(args) -> int:
     """Taylor remainder test of every response at a randomly perturbed starting design."""
-    from .evaluate import DesignEvaluator
-    from .gradcheck import check_evaluator
+    from fem_eigopt.optimize.evaluator import DesignEvaluator
+    from fem_eigopt.sensitivity.gradcheck import check_evaluator
 
     problem = _load(args)
     if args.directions < 1:
@@ -187,8 +187,8 @@ def cmd_check_grad(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .linalg import available_backends, default_backend
-    from .problem import problem_parameters
+    from fem_eigopt.linalg.factorization import available_backends, default_backend
+    from fem_eigopt.problem.loading import problem_parameters
 
     params = problem_parameters(args.problem)
     print(f"{args.problem}: parameters (--set KEY=VALUE):")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import fem_eigopt as fe
-from fem_eigopt.assembly import build_model
-from fem_eigopt.modal import ModalSolver
+from fem_eigopt.fem.assembly import build_model
+from fem_eigopt.solvers.lanczos import ModalSolver
 
 REPO = Path(__file__).resolve().parents[1]
 

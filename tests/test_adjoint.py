@@ -1,4 +1,4 @@
-"""Element-by-element sensitivities (fem_eigopt.adjoint) against finite differences.
+"""Element-by-element sensitivities (fem_eigopt.sensitivity.eigenvalues) against finite differences.
 
 Every derivative is checked with a Taylor remainder test (fitted rate 2 ± 0.2) and a central
 difference (1e-6 relative), on 2D (quad1, quad2) and 3D (hex1, hex2) cantilevers, with random
@@ -19,10 +19,13 @@ import scipy.sparse as sp
 import scipy.sparse._base as sp_base
 
 import fem_eigopt as fe
-from fem_eigopt import adjoint as adj
-from fem_eigopt.assembly import build_model
-from fem_eigopt.gradcheck import central_difference, taylor_test
-from fem_eigopt.modal import ModalSolver
+from fem_eigopt.responses.eigenvector import ModalAmplitude, ModalAssurance, QuadraticForm, mass_weighted_mac
+import fem_eigopt.sensitivity.eigenvalues as eigenvalue_sensitivities
+from fem_eigopt.sensitivity.eigenvalues import cluster_directional_derivatives, cluster_generalized_gradients, cluster_increment_matrix, cluster_scale_matrices, cluster_sum_gradient, eigenvalue_scale_gradients, element_energies, element_quadratic_forms
+from fem_eigopt.sensitivity.eigenvectors import eigenvector_adjoint, scale_factor_gradient
+from fem_eigopt.fem.assembly import build_model
+from fem_eigopt.sensitivity.gradcheck import central_difference, taylor_test
+from fem_eigopt.solvers.lanczos import ModalSolver
 
 REPO = Path(__file__).resolve().parents[1]
 N_MODES = 4
@@ -118,13 +121,13 @@ def test_element_quadratic_forms_against_explicit_products():
     A = rng.standard_normal((7, 5, 5))
     U, V = rng.standard_normal((7, 5, 3)), rng.standard_normal((7, 5, 3))
     expected = np.array([[U[e, :, k] @ A[e] @ V[e, :, k] for k in range(3)] for e in range(7)])
-    np.testing.assert_allclose(adj.element_quadratic_forms(A, U, V), expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(element_quadratic_forms(A, U, V), expected, rtol=1e-13, atol=1e-13)
     expected_sym = np.array([U[e, :, 1] @ A[e] @ U[e, :, 1] for e in range(7)])
-    single = adj.element_quadratic_forms(A, U[:, :, 1])  # one vector per element: V = U, shape (7,)
+    single = element_quadratic_forms(A, U[:, :, 1])  # one vector per element: V = U, shape (7,)
     assert single.shape == (7,)
     np.testing.assert_allclose(single, expected_sym, rtol=1e-13)
     with pytest.raises(ValueError):
-        adj.element_quadratic_forms(A, U[:, :4])
+        element_quadratic_forms(A, U[:, :4])
 
 
 def _energy_model(mesh_kind: str, nx: int, ny: int):
@@ -146,15 +149,15 @@ def test_element_energies_match_element_quadratic_forms(mesh_kind):
     # the congruent path (one GEMM with the broadcast K0, M0) and the general one (element matrices
     # of a distorted mesh) give the batched contraction's numbers, free-length and full vectors
     model = _energy_model(mesh_kind, 8, 3)
-    from fem_eigopt.assembly import is_broadcast
+    from fem_eigopt.fem.assembly import is_broadcast
 
     assert is_broadcast(model.Ke) == (mesh_kind == "congruent")
     V = np.random.default_rng(2).standard_normal((model.n_free, 3))
-    eK, eM = adj.element_energies(model, V)
+    eK, eM = element_energies(model, V)
     phi = model.element_values(V)
-    np.testing.assert_allclose(eK, adj.element_quadratic_forms(model.Ke, phi), rtol=1e-12, atol=1e-9)
-    np.testing.assert_allclose(eM, adj.element_quadratic_forms(model.Me, phi), rtol=1e-12, atol=1e-20)
-    eK1, eM1 = adj.element_energies(model, model.expand(V[:, 1]))
+    np.testing.assert_allclose(eK, element_quadratic_forms(model.Ke, phi), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(eM, element_quadratic_forms(model.Me, phi), rtol=1e-12, atol=1e-20)
+    eK1, eM1 = element_energies(model, model.expand(V[:, 1]))
     assert eK1.shape == (model.n_elements,)
     np.testing.assert_allclose(eK1, eK[:, 1], rtol=1e-13)
     np.testing.assert_allclose(eM1, eM[:, 1], rtol=1e-13)
@@ -171,11 +174,11 @@ def test_element_energies_in_blocks_match_one_block(mesh_kind, monkeypatch):
     model = _energy_model(mesh_kind, 23, 7)
     V = np.random.default_rng(5).standard_normal((model.n_free, 3))
     for vectors in (V, V[:, 1], model.expand(V[:, 2])):
-        monkeypatch.setattr(adj, "ENERGY_BLOCK_ENTRIES", 10**9)
-        whole = adj.element_energies(model, vectors)
-        monkeypatch.setattr(adj, "ENERGY_BLOCK_ENTRIES", 8 * 37)  # blocks of 37 elements, the last shorter
-        blocked = adj.element_energies(model, vectors)
-        again = adj.element_energies(model, vectors)
+        monkeypatch.setattr(eigenvalue_sensitivities, "ENERGY_BLOCK_ENTRIES", 10**9)
+        whole = element_energies(model, vectors)
+        monkeypatch.setattr(eigenvalue_sensitivities, "ENERGY_BLOCK_ENTRIES", 8 * 37)  # blocks of 37 elements, the last shorter
+        blocked = element_energies(model, vectors)
+        again = element_energies(model, vectors)
         monkeypatch.undo()
         for a, b, c in zip(whole, blocked, again):
             assert a.shape == b.shape
@@ -195,17 +198,17 @@ def test_cluster_increment_matrix_is_the_projected_assembled_increment(mesh_kind
     Phi = rng.standard_normal((model.n_free, 3))
     dsK, dsM = rng.uniform(-1.0, 1.0, model.n_elements), rng.uniform(-1.0, 1.0, model.n_elements)
     lam = 2.5e3
-    F = adj.cluster_increment_matrix(model, Phi, dsK, dsM, lam)
+    F = cluster_increment_matrix(model, Phi, dsK, dsM, lam)
     dM = model.mass(dsM) - model.mass(np.zeros(model.n_elements))  # without the point masses
     assembled = Phi.T @ ((model.stiffness(dsK) - lam * dM) @ Phi)
     assert F.shape == (3, 3) and np.array_equal(F, F.T)
     scale = np.abs(Phi.T @ (model.stiffness() @ Phi)).max()
     np.testing.assert_allclose(F, assembled, rtol=0, atol=1e-12 * scale)
     modes = fe.Modes(np.ones(3), Phi, clusters=[(0, 1, 2)], shift=0.0)
-    GK, GM = adj.cluster_scale_matrices(model, modes, [0, 1, 2])
+    GK, GM = cluster_scale_matrices(model, modes, [0, 1, 2])
     np.testing.assert_allclose(F, np.einsum("e,esk->sk", dsK, GK) - lam * np.einsum("e,esk->sk", dsM, GM),
                                rtol=0, atol=1e-12 * scale)
-    np.testing.assert_allclose(adj.cluster_increment_matrix(model, model.expand(Phi), dsK, dsM, lam), F,
+    np.testing.assert_allclose(cluster_increment_matrix(model, model.expand(Phi), dsK, dsM, lam), F,
                                rtol=0, atol=1e-13 * scale)  # full-length vectors
 
 
@@ -216,7 +219,7 @@ def test_cluster_increment_matrix_is_the_projected_assembled_increment(mesh_kind
 def test_eigenvalue_gradients_taylor_and_central_difference(case: Case):
     K, M, modes, _ = case.solve(case.x)
     assert modes.clusters == []
-    dK, dM = adj.eigenvalue_scale_gradients(case.model, modes)
+    dK, dM = eigenvalue_scale_gradients(case.model, modes)
     G = case.chain(dK, dM)
     assert G.shape == (case.model.n_elements, N_MODES)
     d = case.direction()
@@ -237,15 +240,15 @@ def _point_mass_part(case: Case, modes) -> np.ndarray:
 
 def test_eigenvalue_gradient_subset_and_cluster_warning(case: Case, caplog):
     _, _, modes, _ = case.solve(case.x)
-    dK, dM = adj.eigenvalue_scale_gradients(case.model, modes)
-    dK2, dM2 = adj.eigenvalue_scale_gradients(case.model, modes, indices=[2, 0])
+    dK, dM = eigenvalue_scale_gradients(case.model, modes)
+    dK2, dM2 = eigenvalue_scale_gradients(case.model, modes, indices=[2, 0])
     np.testing.assert_allclose(dK2, dK[:, [2, 0]], rtol=1e-12)
     np.testing.assert_allclose(dM2, dM[:, [2, 0]], rtol=1e-12)
     with pytest.raises(fe.InputError, match="mode indices"):
-        adj.eigenvalue_scale_gradients(case.model, modes, indices=[N_MODES])
+        eigenvalue_scale_gradients(case.model, modes, indices=[N_MODES])
     fake = fe.Modes(modes.eigenvalues, modes.vectors, clusters=[(0, 1)], shift=modes.shift)
-    with caplog.at_level(logging.WARNING, logger="fem_eigopt.adjoint"):
-        adj.eigenvalue_scale_gradients(case.model, fake, indices=[1])
+    with caplog.at_level(logging.WARNING, logger="fem_eigopt.sensitivity.eigenvalues"):
+        eigenvalue_scale_gradients(case.model, fake, indices=[1])
     assert any("cluster (0, 1)" in r.message for r in caplog.records)
 
 
@@ -291,7 +294,7 @@ def test_cluster_directional_derivatives_square_cantilever(square: Case):
     lam = modes.eigenvalues
     assert abs(lam[1] - lam[0]) <= 1e-9 * lam[0]
     cluster = (0, 1)
-    GK, GM = adj.cluster_scale_matrices(c.model, modes, cluster)
+    GK, GM = cluster_scale_matrices(c.model, modes, cluster)
     assert GK.shape == (c.model.n_elements, 2, 2)
     np.testing.assert_allclose(GK, np.swapaxes(GK, 1, 2), rtol=0, atol=1e-12 * np.abs(GK).max())
     lam_bar = lam[:2].mean()
@@ -299,32 +302,32 @@ def test_cluster_directional_derivatives_square_cantilever(square: Case):
     worst = 0.0
     for _ in range(5):
         d = c.direction()  # not symmetric: the cluster splits
-        mu = adj.cluster_directional_derivatives(GK, GM, lam_bar, sK_d * d, sM_d * d)
+        mu = cluster_directional_derivatives(GK, GM, lam_bar, sK_d * d, sM_d * d)
         fd = _one_sided(lambda t: c.solve(c.x + t * d)[2].eigenvalues[:2], 1e-4)
         err = np.max(np.abs(fd - mu)) / np.max(np.abs(mu))
         worst = max(worst, err)
         assert err <= 1e-5, (fd, mu, err)
         assert mu[1] - mu[0] > 1e-3 * np.max(np.abs(mu))  # a real split, not a trivial case
         # the generalised gradients f_sk (chained to x) contract with d to the same matrix
-        f = adj.cluster_generalized_gradients(GK, GM, lam_bar, sK_d, sM_d)
+        f = cluster_generalized_gradients(GK, GM, lam_bar, sK_d, sM_d)
         np.testing.assert_allclose(np.linalg.eigvalsh(f @ d), mu, rtol=1e-12, atol=1e-12 * np.abs(mu).max())
     # the scale-factor form: [∂/∂s_K | ∂/∂s_M] columns
-    fs = adj.cluster_generalized_gradients(GK, GM, lam_bar)
+    fs = cluster_generalized_gradients(GK, GM, lam_bar)
     assert fs.shape == (2, 2, 2 * c.model.n_elements)
 
 
 def test_cluster_sum_gradient_square_cantilever(square: Case):
     c = square
     _, _, modes, _ = c.solve(c.x)
-    gK, gM = adj.cluster_sum_gradient(c.model, modes, (0, 1))
+    gK, gM = cluster_sum_gradient(c.model, modes, (0, 1))
     g = c.chain(gK, gM)
     d = c.direction()
     _check_gradient(lambda x: c.solve(x)[2].eigenvalues[:2].sum(), g, c.x, d)
-    gKm, gMm = adj.cluster_sum_gradient(c.model, modes, (0, 1), mean=True)
+    gKm, gMm = cluster_sum_gradient(c.model, modes, (0, 1), mean=True)
     np.testing.assert_allclose(gKm, gK / 2, rtol=1e-14)
     # along a symmetric direction the cluster stays double and moves as a whole by half the sum
     ds = c.symmetrize(d)
-    mu = adj.cluster_directional_derivatives(*adj.cluster_scale_matrices(c.model, modes, (0, 1)),
+    mu = cluster_directional_derivatives(*cluster_scale_matrices(c.model, modes, (0, 1)),
                                              modes.eigenvalues[:2].mean(), STIFF(c.x)[1] * ds, MASS(c.x)[1] * ds)
     np.testing.assert_allclose(mu, [g @ ds / 2] * 2, rtol=1e-8)
 
@@ -341,11 +344,11 @@ def _functionals(case: Case, target_modes):
     model = case.model
     tip = np.flatnonzero(np.isclose(model.basis.doflocs[0], model.basis.doflocs[0].max()))
     tip = tip[model.free_index[tip] >= 0][:3]
-    amplitude = adj.ModalAmplitude.at_global_dofs(model, tip, weights=[1.0, 2.0, 0.5][: tip.size])
+    amplitude = ModalAmplitude.at_global_dofs(model, tip, weights=[1.0, 2.0, 0.5][: tip.size])
     rng = np.random.default_rng(7)
     L = sp.random(5, model.n_free, density=0.2, random_state=rng, format="csr")
-    quadratic = adj.QuadraticForm(L)
-    mac = adj.ModalAssurance(target_modes.vectors[:, MODE], model.mass())  # W = M0, solid mass
+    quadratic = QuadraticForm(L)
+    mac = ModalAssurance(target_modes.vectors[:, MODE], model.mass())  # W = M0, solid mass
     return {"amplitude": amplitude, "quadratic": quadratic, "mac": mac}
 
 
@@ -360,8 +363,8 @@ def test_eigenvector_functional_gradients(case: Case, functionals, name):
     g_fun = functionals[name]
     K, M, modes, solver = case.solve(case.x)
     value, dg = g_fun(modes.vectors[:, MODE])
-    gd = case.chain(*adj.eigenvector_adjoint(case.model, K, M, modes, MODE, dg, solver="direct"))
-    gi = case.chain(*adj.eigenvector_adjoint(case.model, K, M, modes, MODE, dg, solver="minres",
+    gd = case.chain(*eigenvector_adjoint(case.model, K, M, modes, MODE, dg, solver="direct"))
+    gi = case.chain(*eigenvector_adjoint(case.model, K, M, modes, MODE, dg, solver="minres",
                                              factorization=solver.factorization, tol=1e-13))
     assert np.linalg.norm(gi - gd) <= 1e-8 * np.linalg.norm(gd), np.linalg.norm(gi - gd) / np.linalg.norm(gd)
     d = case.direction()
@@ -383,14 +386,14 @@ def test_mass_weighted_mac_total_gradient(case: Case):
     model = case.model
     target = ModalSolver(N_MODES, tol=0.0).solve(model.stiffness(), model.mass()).vectors[:, MODE]
     K, M, modes, solver = case.solve(case.x)
-    value, dg, explicit = adj.mass_weighted_mac(model, M, modes.vectors[:, MODE], target)
-    gK, gM = adj.eigenvector_adjoint(model, K, M, modes, MODE, dg, solver="minres",
+    value, dg, explicit = mass_weighted_mac(model, M, modes.vectors[:, MODE], target)
+    gK, gM = eigenvector_adjoint(model, K, M, modes, MODE, dg, solver="minres",
                                      factorization=solver.factorization, tol=1e-13)
     g = case.chain(gK, gM + explicit)
 
     def f(x):
         _, Mx, m, _ = case.solve(x)
-        return adj.mass_weighted_mac(model, Mx, m.vectors[:, MODE], target)[0]
+        return mass_weighted_mac(model, Mx, m.vectors[:, MODE], target)[0]
 
     assert 0.0 < value <= 1.0
     _check_gradient(f, g, case.x, case.direction())
@@ -400,7 +403,7 @@ def test_scale_factor_gradient_combines_eigenvalue_and_eigenvector_parts(case: C
     # g = Σ w_i λ_i + amplitude(φ_1) + MAC(φ_2 ...) with weights of mixed signs
     K, M, modes, solver = case.solve(case.x)
     w = np.array([1.0, -0.3, 0.2, 0.0])[:N_MODES] / modes.eigenvalues[0]
-    amp, mac = functionals["amplitude"], adj.ModalAssurance(modes.vectors[:, 2], case.model.mass())
+    amp, mac = functionals["amplitude"], ModalAssurance(modes.vectors[:, 2], case.model.mass())
     scale = 1.0 / amp(modes.vectors[:, MODE])[0]
 
     def g_of(m):
@@ -409,15 +412,15 @@ def test_scale_factor_gradient_combines_eigenvalue_and_eigenvector_parts(case: C
     dg_dphi = np.zeros_like(modes.vectors)
     dg_dphi[:, MODE] = scale * amp(modes.vectors[:, MODE])[1]
     dg_dphi[:, 2] = mac(modes.vectors[:, 2])[1]
-    gK, gM = adj.scale_factor_gradient(case.model, K, M, modes, w, dg_dphi)
-    gK2, gM2 = adj.scale_factor_gradient(case.model, K, M, modes, w, dg_dphi, solver="minres",
+    gK, gM = scale_factor_gradient(case.model, K, M, modes, w, dg_dphi)
+    gK2, gM2 = scale_factor_gradient(case.model, K, M, modes, w, dg_dphi, solver="minres",
                                          factorization=solver.factorization, tol=1e-13)
     g, g2 = case.chain(gK, gM), case.chain(gK2, gM2)
     assert np.linalg.norm(g - g2) <= 1e-8 * np.linalg.norm(g)
     _check_gradient(lambda x: g_of(case.solve(x)[2]), g, case.x, case.direction())
     # without dg_dphi it is exactly the eigenvalue part
-    gK0, gM0 = adj.scale_factor_gradient(case.model, K, M, modes, w)
-    dK, dM = adj.eigenvalue_scale_gradients(case.model, modes)
+    gK0, gM0 = scale_factor_gradient(case.model, K, M, modes, w)
+    dK, dM = eigenvalue_scale_gradients(case.model, modes)
     np.testing.assert_allclose(gK0, dK @ w, rtol=1e-12, atol=1e-12 * np.abs(gK0).max())
     np.testing.assert_allclose(gM0, dM @ w, rtol=1e-12, atol=1e-12 * np.abs(gM0).max())
 
@@ -426,17 +429,17 @@ def test_eigenvector_adjoint_input_errors(case: Case):
     K, M, modes, _ = case.solve(case.x)
     dg = np.ones(case.model.n_free)
     with pytest.raises(fe.InputError, match="adjoint solver = 'cg'"):
-        adj.eigenvector_adjoint(case.model, K, M, modes, 0, dg, solver="cg")
+        eigenvector_adjoint(case.model, K, M, modes, 0, dg, solver="cg")
     with pytest.raises(fe.InputError, match="dg_dphi has shape"):
-        adj.eigenvector_adjoint(case.model, K, M, modes, 0, dg[:-1])
+        eigenvector_adjoint(case.model, K, M, modes, 0, dg[:-1])
     clustered = fe.Modes(modes.eigenvalues, modes.vectors, clusters=[(1, 2)], shift=modes.shift)
     with pytest.raises(fe.InputError, match="simple eigenvalue"):
-        adj.eigenvector_adjoint(case.model, K, M, clustered, 2, dg)
+        eigenvector_adjoint(case.model, K, M, clustered, 2, dg)
     with pytest.raises(fe.InputError, match="dg_dlam has shape"):
-        adj.scale_factor_gradient(case.model, K, M, modes, np.ones(N_MODES + 1))
+        scale_factor_gradient(case.model, K, M, modes, np.ones(N_MODES + 1))
     fixed = case.model.fixed_dofs[:1]
     with pytest.raises(fe.InputError, match="fixed by supports"):
-        adj.ModalAmplitude.at_global_dofs(case.model, fixed)
+        ModalAmplitude.at_global_dofs(case.model, fixed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,14 +471,14 @@ def test_sensitivities_build_no_global_matrix_per_parameter(medium: Case, monkey
     n_elem, n_edof = model.Ke.shape[:2]
     k = modes.eigenvalues.size
     assert model.n_dofs**2 * 8 > 100 * n_elem * n_edof**2 * 8
-    dg = adj.ModalAmplitude(np.array([model.n_free - 1]))(modes.vectors[:, 0])[1]
+    dg = ModalAmplitude(np.array([model.n_free - 1]))(modes.vectors[:, 0])[1]
     calls = {
-        "eigenvalues": lambda: adj.eigenvalue_scale_gradients(model, modes),
-        "cluster": lambda: adj.cluster_scale_matrices(model, modes, (0, 1)),
-        "combined": lambda: adj.scale_factor_gradient(model, K, M, modes, np.ones(k)),
-        "eigenvector minres": lambda: adj.eigenvector_adjoint(model, K, M, modes, 0, dg, solver="minres",
+        "eigenvalues": lambda: eigenvalue_scale_gradients(model, modes),
+        "cluster": lambda: cluster_scale_matrices(model, modes, (0, 1)),
+        "combined": lambda: scale_factor_gradient(model, K, M, modes, np.ones(k)),
+        "eigenvector minres": lambda: eigenvector_adjoint(model, K, M, modes, 0, dg, solver="minres",
                                                               factorization=solver.factorization),
-        "eigenvector direct": lambda: adj.eigenvector_adjoint(model, K, M, modes, 0, dg, solver="direct"),
+        "eigenvector direct": lambda: eigenvector_adjoint(model, K, M, modes, 0, dg, solver="direct"),
     }
     counter = _count_sparse_constructions(monkeypatch)
     sp.csr_matrix((3, 3))

@@ -1,4 +1,4 @@
-"""AMG-preconditioned LOBPCG (fem_eigopt.amg) against shift-invert Lanczos with a factorisation."""
+"""AMG-preconditioned LOBPCG (fem_eigopt.solvers.amg) against shift-invert Lanczos with a factorisation."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 
 import fem_eigopt as fe
-from fem_eigopt.adjoint import eigenvalue_scale_gradients
-from fem_eigopt.amg import AMGModalSolver, AMGPreconditioner, BlockOperator, lobpcg, rigid_body_modes
-from fem_eigopt.assembly import build_model
-from fem_eigopt.filters import element_centroids
-from fem_eigopt.modal import ModalSolver
+from fem_eigopt.design.filters import element_centroids
+from fem_eigopt.fem.assembly import build_model
+from fem_eigopt.sensitivity.eigenvalues import eigenvalue_scale_gradients
+from fem_eigopt.solvers.amg import (
+    AMGModalSolver,
+    AMGPreconditioner,
+    BlockOperator,
+    lobpcg,
+    rigid_body_modes,
+)
+from fem_eigopt.solvers.lanczos import ModalSolver
 
 pytest.importorskip("pyamg")
 
@@ -230,7 +236,7 @@ def test_eigenvector_adjoint_preconditioned_by_the_vcycle():
     """Eigenvector responses with eigensolver="amg" need no factorisation: the MINRES adjoint takes
     one V-cycle of the solver's hierarchy as its preconditioner and gives the gradient of the
     direct (Nelson) adjoint on exact factors."""
-    from fem_eigopt.adjoint import eigenvector_adjoint
+    from fem_eigopt.sensitivity.eigenvectors import eigenvector_adjoint
 
     model = _model(3)
     K, M, _, _ = _matrices(model, _density(model, "uniform"))

@@ -9,10 +9,11 @@ import skfem
 from skfem.helpers import ddot, dot, sym_grad, trace
 
 import fem_eigopt as fe
-from fem_eigopt.assembly import build_model
-from fem_eigopt.linalg import (available_backends, dense_matmul, make_factorization, reusable,
-                               sparse_matmul)
-from fem_eigopt.modal import ModalSolver, shifted_matrix
+from fem_eigopt.fem.assembly import build_model
+from fem_eigopt.linalg.factorization import available_backends, make_factorization
+from fem_eigopt.linalg.kernels import dense_matmul, reusable, sparse_matmul
+from fem_eigopt.solvers.lanczos import ModalSolver
+from fem_eigopt.solvers.modes import shifted_matrix
 
 STEEL_2D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="plane_stress", thickness=0.01)
 STEEL_3D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="solid")
@@ -258,7 +259,7 @@ def test_pardiso_block_solves_by_columns_and_tuned(precision):
 def test_pardiso_memory_estimate_keeps_its_analysis():
     """memory_estimate: PARDISO's analysis only (no numeric factorisation), bytes at least those
     of the factors' non-zeros in double precision; a factor() of the same pattern reuses it."""
-    from fem_eigopt.linalg import PardisoFactorization, available_memory
+    from fem_eigopt.linalg.factorization import PardisoFactorization, available_memory
 
     model = build_model(small_cantilever("quad1", nx=10, ny=2))
     A = shifted_matrix(model.stiffness(), model.mass(), -1.0)
@@ -390,8 +391,8 @@ def test_modal_analysis_without_factorisation_when_asked_or_too_big(repo, monkey
     eigensolver="amg", or with "auto" when the factors would not fit (make_modal_solver's memory
     check, here with the available memory set to 1 kB) — the same eigenvalues to 1e-8."""
     pytest.importorskip("pyamg")
-    import fem_eigopt.linalg as linalg
-    import fem_eigopt.modal as modal
+    import fem_eigopt.linalg.factorization as linalg
+    import fem_eigopt.solvers.auto as modal
 
     problem = fe.load_problem(repo / "problems" / "cantilever3d.py", {"nx": 10, "ny": 2, "nz": 2})
     reference = fe.modal_analysis(problem, n_modes=4)

@@ -15,8 +15,16 @@ import scipy.sparse as sp
 import skfem
 
 import fem_eigopt as fe
-from fem_eigopt.assembly import (LazyCellBasis, assembly_pattern, build_model, element_classes, element_matrices,
-                                 is_broadcast, quadrature_order, solid_element_matrices)
+from fem_eigopt.fem.assembly import (
+    LazyCellBasis,
+    assembly_pattern,
+    build_model,
+    element_classes,
+    element_matrices,
+    is_broadcast,
+    quadrature_order,
+    solid_element_matrices,
+)
 
 STEEL_2D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="plane_stress", thickness=0.01)
 STEEL_3D = fe.Material(E=210e9, nu=0.3, density=7850.0, model="solid")

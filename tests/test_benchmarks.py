@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fem_eigopt.linalg import available_backends
+from fem_eigopt.linalg.factorization import available_backends
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,9 @@ def test_stage_benchmark_rows_add_up_to_the_loop(capsys):
     spec = importlib.util.spec_from_file_location("bench_subspace", REPO / "benchmarks" / "bench_subspace.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    from fem_eigopt import evaluate, linalg, subspace
+    import fem_eigopt.linalg.kernels as linalg
+    import fem_eigopt.optimize.evaluator as evaluate
+    import fem_eigopt.solvers.subspace as subspace
 
     assert module.main(["--quick"]) == 0
     # the benchmark instruments the library in place and undoes it afterwards

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import fem_eigopt as fe
-from fem_eigopt.evaluate import DesignEvaluator
-from fem_eigopt.optimizer import OptimizerSettings, minimize
-from fem_eigopt.problem import load_problem
+from fem_eigopt.optimize.driver import OptimizerSettings, minimize
+from fem_eigopt.optimize.evaluator import DesignEvaluator
+from fem_eigopt.problem.loading import load_problem
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_requested_restart_uses_on_restart_and_restart_step():
     def evaluate(x):
         evaluations.append(x.copy())
         r = x - target
-        return fe.optimizer.Evaluation(f=float(r @ r), grad=2 * r, g=np.zeros(0), jac=np.zeros((0, 3)))
+        return fe.Evaluation(f=float(r @ r), grad=2 * r, g=np.zeros(0), jac=np.zeros((0, 3)))
 
     starts = []
 

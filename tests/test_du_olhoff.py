@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from fem_eigopt.optimize import optimize
-from fem_eigopt.problem import load_problem
+from fem_eigopt.optimize.run import optimize
+from fem_eigopt.problem.loading import load_problem
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = {"SS": 174.7, "CC": 456.4}

@@ -14,20 +14,17 @@ import scipy.sparse as sp
 import skfem
 from scipy.spatial import cKDTree
 
-from fem_eigopt.errors import InputError
-from fem_eigopt.filters import (
-    BetaContinuation,
-    DensityChain,
+from fem_eigopt.design.density import DensityChain, DesignMap, PassiveRegions
+from fem_eigopt.design.filters import (
     DensityFilter,
-    DesignMap,
-    HeavisideProjection,
     HelmholtzFilter,
-    PassiveRegions,
     element_centroids,
     element_volumes,
 )
-from fem_eigopt.gradcheck import central_difference, taylor_test
-from fem_eigopt.mesh import box, rectangle
+from fem_eigopt.design.projection import BetaContinuation, HeavisideProjection
+from fem_eigopt.errors import InputError
+from fem_eigopt.problem.mesh import box, rectangle
+from fem_eigopt.sensitivity.gradcheck import central_difference, taylor_test
 
 RNG_SEED = 20240611
 
@@ -150,7 +147,7 @@ def test_unstructured_mesh_filter_matches_continuum():
 def test_small_radius_gives_identity(caplog):
     mesh = rectangle(1.0, 1.0, 10, 10)
     x = np.random.default_rng(0).random(mesh.nelements)
-    with caplog.at_level(logging.WARNING, logger="fem_eigopt.filters"):
+    with caplog.at_level(logging.WARNING, logger="fem_eigopt.design.filters"):
         F = DensityFilter(mesh, 0.05)  # element size 0.1
     assert F.is_identity and np.array_equal(F.forward(x), x)
     assert "identity" in caplog.text

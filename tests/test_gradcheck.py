@@ -1,11 +1,11 @@
-"""fem_eigopt.gradcheck: the Taylor test's judgement of the asymptotic rate."""
+"""fem_eigopt.sensitivity.gradcheck: the Taylor test's judgement of the asymptotic rate."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fem_eigopt.gradcheck import check_evaluator
-from fem_eigopt.optimizer import Evaluation
+from fem_eigopt.optimize.driver import Evaluation
+from fem_eigopt.sensitivity.gradcheck import check_evaluator
 
 
 def test_check_evaluator_halves_further_until_the_asymptotic_rate_shows():

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fem_eigopt.design.interpolation import (
+    RAMP,
+    SIMP,
+    LinearMass,
+    PolynomialMass,
+    TwoRangeMass,
+)
 from fem_eigopt.errors import InputError
-from fem_eigopt.materials import RAMP, SIMP, LinearMass, PolynomialMass, TwoRangeMass
 
 RNG_SEED = 7
 

@@ -1,5 +1,5 @@
-"""Tests of our own MMA (:mod:`fem_eigopt.mma`, Svanberg 2007) and of ``algorithm="MMA"`` in
-:func:`fem_eigopt.optimizer.minimize`: known optima, one evaluation per iteration, restarts,
+"""Tests of our own MMA (:mod:`fem_eigopt.optimize.mma`, Svanberg 2007) and of ``algorithm="MMA"`` in
+:func:`fem_eigopt.optimize.driver.minimize`: known optima, one evaluation per iteration, restarts,
 stops and interrupts through the shared driver, bad settings.
 
 The iteration counts asserted here are the measured ones with a little room (a change that makes
@@ -13,11 +13,22 @@ import signal
 
 import numpy as np
 import pytest
+from test_optimizer import (
+    beam,
+    check_restarted_at_8_and_20,
+    counting,
+    max_min,
+    quadratic,
+)
 
 from fem_eigopt.errors import InputError
-from fem_eigopt.mma import MMA, Subproblem, dual_subsolve, subsolve
-from fem_eigopt.optimizer import MMA_MOVE_DEFAULT, Evaluation, OptimizerSettings, minimize
-from test_optimizer import beam, check_restarted_at_8_and_20, counting, max_min, quadratic
+from fem_eigopt.optimize.driver import (
+    MMA_MOVE_DEFAULT,
+    Evaluation,
+    OptimizerSettings,
+    minimize,
+)
+from fem_eigopt.optimize.mma import MMA, Subproblem, dual_subsolve, subsolve
 
 MMA_SETTINGS = OptimizerSettings(algorithm="MMA")
 

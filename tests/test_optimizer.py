@@ -1,7 +1,7 @@
 """Tests of the generic NLopt driver on analytic problems with known optima.
 
 Run as a script (``python tests/test_optimizer.py``) to print the move-limit / initial-step table
-quoted in the docstring of :mod:`fem_eigopt.optimizer`.
+quoted in the docstring of :mod:`fem_eigopt.optimize.driver`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from scipy.optimize import minimize as scipy_minimize
 
 from fem_eigopt.errors import InputError
-from fem_eigopt.optimizer import Evaluation, OptimizerSettings, minimize
+from fem_eigopt.optimize.driver import Evaluation, OptimizerSettings, minimize
 
 # ----------------------------------------------------------------------------------------------
 # problems
@@ -411,7 +411,7 @@ def test_nlopt_cycling_on_evaluated_points_ends_the_run():
     """NLopt asking again and again for points it already has must not loop forever."""
     import nlopt
 
-    from fem_eigopt.optimizer import OptimizerSettings, _Driver
+    from fem_eigopt.optimize.driver import OptimizerSettings, _Driver
 
     def evaluate(x):
         return Evaluation(f=float(x @ x), grad=2 * x, g=np.zeros(0), jac=np.zeros((0, 2)))

@@ -2,7 +2,7 @@
 
 Every derivative is checked by a Taylor remainder test (fitted rate 2 ± 0.2) and by central
 differences (1e-6 relative); the functions differentiated are evaluated through scikit-fem's element
-matrices on the moved mesh, independently of the analytic derivative in fem_eigopt.shape.
+matrices on the moved mesh, independently of the analytic derivative in fem_eigopt.fem.geometry.
 """
 
 from __future__ import annotations
@@ -14,30 +14,39 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fem_eigopt import Analysis, InputError, Material, PointMass, Problem, Support, build_model
-from fem_eigopt import mesh as fm
-from fem_eigopt.gradcheck import central_difference, taylor_test
-from fem_eigopt.modal import ModalSolver
-from fem_eigopt.shape import (
-    LinearShapeMap,
-    ProfileShapeMap,
+from fem_eigopt import (
+    Analysis,
+    InputError,
+    Material,
+    PointMass,
+    Problem,
+    Support,
+    build_model,
+)
+from fem_eigopt.problem.mesh import box, mapped, rectangle
+from fem_eigopt.design.shape import LinearShapeMap, ProfileShapeMap
+from fem_eigopt.fem.geometry import (
     check_coordinates,
     coordinate_gradient,
-    eigenvalue_coordinate_gradients,
-    eigenvalue_parameter_gradients,
     element_forms,
     model_at_coordinates,
 )
+from fem_eigopt.sensitivity.gradcheck import central_difference, taylor_test
+from fem_eigopt.sensitivity.shape import (
+    eigenvalue_coordinate_gradients,
+    eigenvalue_parameter_gradients,
+)
+from fem_eigopt.solvers.lanczos import ModalSolver
 
 N_MODES = 4
 # name -> (mesh factory, element, typical element size)
 CASES = {
-    "quad1": (lambda: fm.rectangle(1.0, 0.2, 8, 2), "quad1", 0.1),
-    "quad2": (lambda: fm.rectangle(1.0, 0.2, 5, 2), "quad2", 0.1),
-    "tri2": (lambda: fm.rectangle(1.0, 0.2, 5, 2, kind="tri"), "tri2", 0.1),
-    "hex1": (lambda: fm.box(1.0, 0.25, 0.2, 4, 1, 1), "hex1", 0.2),
-    "hex2": (lambda: fm.box(1.0, 0.25, 0.2, 3, 1, 1), "hex2", 0.2),
-    "tet2": (lambda: fm.box(1.0, 0.25, 0.2, 2, 1, 1, kind="tet"), "tet2", 0.2),
+    "quad1": (lambda: rectangle(1.0, 0.2, 8, 2), "quad1", 0.1),
+    "quad2": (lambda: rectangle(1.0, 0.2, 5, 2), "quad2", 0.1),
+    "tri2": (lambda: rectangle(1.0, 0.2, 5, 2, kind="tri"), "tri2", 0.1),
+    "hex1": (lambda: box(1.0, 0.25, 0.2, 4, 1, 1), "hex1", 0.2),
+    "hex2": (lambda: box(1.0, 0.25, 0.2, 3, 1, 1), "hex2", 0.2),
+    "tet2": (lambda: box(1.0, 0.25, 0.2, 2, 1, 1, kind="tet"), "tet2", 0.2),
 }
 NAMES = list(CASES)
 # hex2: scikit-fem integrates ElementHex2 with 343 points by default, so each moved model costs ~0.5 s
@@ -127,7 +136,7 @@ def test_element_matrices_at_moved_coordinates_match_scikit_fem(name):
     X = _start(name)
     moved = model_at_coordinates(model, X)
     # independent reference: the whole model rebuilt by build_model on the moved mesh
-    rebuilt = build_model(model.problem.with_changes(mesh=fm.mapped(model.problem.mesh, lambda p: X)))
+    rebuilt = build_model(model.problem.with_changes(mesh=mapped(model.problem.mesh, lambda p: X)))
     for ours, theirs in ((moved.Ke, rebuilt.Ke), (moved.Me, rebuilt.Me)):
         assert np.abs(ours - theirs).max() <= 1e-13 * np.abs(theirs).max()
     np.testing.assert_array_equal(moved.fixed_dofs, rebuilt.fixed_dofs)
@@ -235,7 +244,7 @@ def test_eigenvalue_parameter_gradients_profile_map(name, kind):
 
 @pytest.mark.parametrize("kind, fixed", [("linear", "bottom"), ("cubic", "top")])
 def test_profile_map_geometry_and_exact_vjp(kind, fixed):
-    mesh = fm.rectangle(1.0, 0.2, 10, 3)
+    mesh = rectangle(1.0, 0.2, 10, 3)
     shape_map = ProfileShapeMap(mesh, [0.0, 0.3, 0.7, 1.0], kind=kind, fixed=fixed)
     # p = H0 reproduces the reference mesh (both interpolants reproduce constants)
     np.testing.assert_allclose(shape_map.coordinates(shape_map.reference_parameters()), mesh.p,
@@ -305,7 +314,7 @@ def _peak_memory(model, monkeypatch) -> int:
 
 def test_shape_gradient_forms_no_global_matrix(monkeypatch):
     """No sparse matrix is built, and memory grows like n_elem · n_qp · dim², not like n_dof²."""
-    small, large = (build_model(_model("quad2").problem.with_changes(mesh=fm.rectangle(1.0, 0.2, nx, 4)))
+    small, large = (build_model(_model("quad2").problem.with_changes(mesh=rectangle(1.0, 0.2, nx, 4)))
                     for nx in (10, 40))
     peak_small, peak_large = _peak_memory(small, monkeypatch), _peak_memory(large, monkeypatch)
     n_qp, dim = small.basis.quadrature[1].size, 2

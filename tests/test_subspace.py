@@ -1,4 +1,4 @@
-"""The warm-started LOBPCG eigensolver (fem_eigopt.subspace) against shift-invert Lanczos."""
+"""The warm-started LOBPCG eigensolver (fem_eigopt.solvers.subspace) against shift-invert Lanczos."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 import fem_eigopt as fe
-from fem_eigopt.assembly import build_model
-from fem_eigopt.evaluate import DesignEvaluator
-from fem_eigopt.gradcheck import check_evaluator
-from fem_eigopt.linalg import available_backends
-from fem_eigopt.modal import SUBSPACE_MIN_DOFS_2D, ModalSolver, make_modal_solver
-from fem_eigopt.problem import load_problem
-from fem_eigopt.subspace import SubspaceModalSolver
+from fem_eigopt.fem.assembly import build_model
+from fem_eigopt.linalg.factorization import available_backends
+from fem_eigopt.optimize.evaluator import DesignEvaluator
+from fem_eigopt.problem.loading import load_problem
+from fem_eigopt.sensitivity.gradcheck import check_evaluator
+from fem_eigopt.solvers.auto import SUBSPACE_MIN_DOFS_2D, make_modal_solver
+from fem_eigopt.solvers.lanczos import ModalSolver
+from fem_eigopt.solvers.subspace import SubspaceModalSolver
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -235,13 +236,13 @@ def test_incomplete_cluster_warning_only_for_modes_someone_asked_for(caplog):
     added that mode itself (to judge the cluster of the last mode a response uses)."""
     model = build_model(load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "10", "ny": "3", "nz": "3"}))
     K, M = model.stiffness(), model.mass()
-    with caplog.at_level("WARNING", logger="fem_eigopt.modal"):
+    with caplog.at_level("WARNING", logger="fem_eigopt.solvers.modes"):
         SubspaceModalSolver(4).solve(K, M)
     assert "part of a cluster that continues beyond it" in caplog.text
     caplog.clear()
     quiet = SubspaceModalSolver(4)
     quiet.warn_incomplete_cluster = False
-    with caplog.at_level("WARNING", logger="fem_eigopt.modal"):
+    with caplog.at_level("WARNING", logger="fem_eigopt.solvers.modes"):
         quiet.solve(K, M)
     assert caplog.text == ""
     base = load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "10", "ny": "3", "nz": "3", "n_bound": "3"})
@@ -303,9 +304,9 @@ def test_auto_takes_amg_when_the_factors_would_not_fit(monkeypatch):
     factorisation's memory is within FACTOR_MEMORY_SHARE of the available memory, the AMG solver
     (no factorisation) beyond; unknown memory keeps the subspace solver. 2D models and 3D models
     below FACTOR_MEMORY_CHECK_DOFS_3D are not checked."""
-    import fem_eigopt.linalg as linalg
-    import fem_eigopt.modal as modal
-    from fem_eigopt.amg import AMGModalSolver
+    import fem_eigopt.linalg.factorization as linalg
+    import fem_eigopt.solvers.auto as modal
+    from fem_eigopt.solvers.amg import AMGModalSolver
 
     model3 = build_model(load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "4", "ny": "2", "nz": "2"}))
     model2 = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "200", "ny": "25"}))
@@ -385,7 +386,7 @@ def test_tolerance_follows_the_design_change():
 def test_modes_from_carried_products_match_recomputed_ones():
     # an inexact solve hands LOBPCG's carried K X, M X to modes_from_vectors instead of two sparse
     # products: with exact products the modes agree to rounding (carried ones differ by ~2e-12)
-    from fem_eigopt.modal import modes_from_vectors
+    from fem_eigopt.solvers.modes import modes_from_vectors
 
     model = build_model(load_problem(REPO / "problems" / "beam.py", {"nx": "40", "ny": "8"}))
     K, M = model.stiffness(), model.mass()
@@ -431,7 +432,7 @@ def test_only_the_optimisers_steps_get_inexact_gradients(tmp_path, monkeypatch):
         seen.append(self.design_change)
         return original(self, K, M)
 
-    from fem_eigopt.optimize import optimize
+    from fem_eigopt.optimize.run import optimize
 
     monkeypatch.setattr(SubspaceModalSolver, "solve", spy)
     run = optimize(problem, out_dir=tmp_path, max_eval=4, progress=False)
@@ -472,8 +473,8 @@ def test_gradients_through_the_subspace_solver_pass_the_taylor_test():
 def test_mode_weights_measure_each_modes_share_of_the_gradients():
     """w_i = |∂f/∂λ_i| λ_i over its largest, the largest share over the partials; modes whose
     eigenvectors a response uses weigh 1."""
-    from fem_eigopt.evaluate import mode_weights
-    from fem_eigopt.objectives import Partials
+    from fem_eigopt.optimize.evaluator import mode_weights
+    from fem_eigopt.responses.base import Partials
 
     lam = np.array([10.0, 70.0, 100.0, 400.0])
     harmonic = Partials(0.0, d_eigenvalues=-1.0 / lam**2 * np.array([1, 1, 1, 0]))  # Σ 1/λ_i, i = 1..3

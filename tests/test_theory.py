@@ -25,7 +25,7 @@ import scipy.linalg as sla
 from scipy.optimize import brentq
 
 import fem_eigopt as fe
-from fem_eigopt.assembly import build_model
+from fem_eigopt.fem.assembly import build_model
 
 # Blevins (1979), Table 8-1
 BETA_L = {

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import fem_eigopt as fe
-from fem_eigopt.evaluate import DesignEvaluator
-from fem_eigopt.gradcheck import check_evaluator
-from fem_eigopt.optimize import optimize
-from fem_eigopt.problem import load_problem
+from fem_eigopt.optimize.evaluator import DesignEvaluator
+from fem_eigopt.optimize.run import optimize
+from fem_eigopt.problem.loading import load_problem
+from fem_eigopt.sensitivity.gradcheck import check_evaluator
 
 REPO = Path(__file__).resolve().parents[1]
 PROBLEMS = sorted(p.name for p in (REPO / "problems").glob("*.py"))

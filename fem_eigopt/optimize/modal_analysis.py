@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assembly import Model, build_model
-from .modal import ModalSolver, Modes, make_modal_solver
-from .problem import Problem
+from fem_eigopt.fem.assembly import Model, build_model
+from fem_eigopt.problem.definition import Problem
+from fem_eigopt.solvers.auto import make_modal_solver
+from fem_eigopt.solvers.lanczos import ModalSolver
+from fem_eigopt.solvers.modes import Modes
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +20,7 @@ __all__ = ["ModalResult", "modal_analysis", "initial_scale_factors"]
 
 @dataclass
 class ModalResult:
-    """A model and its modes (see :class:`~fem_eigopt.modal.Modes`)."""
+    """A model and its modes (see :class:`~fem_eigopt.solvers.modes.Modes`)."""
 
     model: Model
     modes: Modes
@@ -52,16 +54,16 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
     model : Model, optional
         A model already built from ``problem``.
 
-    The solver is shift-invert Lanczos (:class:`~fem_eigopt.modal.ModalSolver`), or the AMG
-    solver (:class:`~fem_eigopt.amg.AMGModalSolver`, no factorisation) when the analysis asks for
+    The solver is shift-invert Lanczos (:class:`~fem_eigopt.solvers.lanczos.ModalSolver`), or the AMG
+    solver (:class:`~fem_eigopt.solvers.amg.AMGModalSolver`, no factorisation) when the analysis asks for
     ``eigensolver="amg"`` or, with ``"auto"``, for a 3D model whose factorisation would need more
-    than half the available memory (:func:`~fem_eigopt.modal.make_modal_solver`).
+    than half the available memory (:func:`~fem_eigopt.solvers.auto.make_modal_solver`).
     """
     a = problem.analysis
     n_modes = a.n_modes if n_modes is None else n_modes
     model = build_model(problem) if model is None else model
     if n_modes >= model.n_free:
-        from .errors import fail
+        from fem_eigopt.errors import fail
 
         raise fail(problem.label, f"n_modes = {n_modes}; allowed: fewer than the {model.n_free} free dofs")
     stiff, mass = initial_scale_factors(problem, model)

@@ -4,7 +4,7 @@ Shape design moves the vertices ``X`` (shape (dim, n_vertices), metres) of a mes
 (vertex-based) geometry; the displacement dofs, their numbering, the supports and the sparse
 pattern stay the same. This module provides
 
-* :func:`model_at_coordinates` – the :class:`~fem_eigopt.assembly.Model` at moved vertices
+* :func:`model_at_coordinates` – the :class:`~fem_eigopt.fem.assembly.Model` at moved vertices
   (element matrices recomputed by scikit-fem, assembly refilled on the fixed pattern);
 * :func:`coordinate_gradient` – d/dX of element quadratic forms ``Σ_e s_e u_eᵀ K_e(X) v_e`` (and
   the same for M) with the element vectors held fixed;
@@ -50,32 +50,14 @@ a constant factor of K and M.
 
 from __future__ import annotations
 
-import logging
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import skfem
-from scipy.interpolate import make_interp_spline
 
-from .assembly import Model, element_matrices
-from .errors import InputError
-from .modal import Modes
-
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "ShapeMap",
-    "LinearShapeMap",
-    "ProfileShapeMap",
-    "check_coordinates",
-    "coordinate_gradient",
-    "eigenvalue_coordinate_gradients",
-    "eigenvalue_parameter_gradients",
-    "element_forms",
-    "model_at_coordinates",
-]
+from fem_eigopt.errors import InputError
+from fem_eigopt.fem.assembly import Model, element_matrices
 
 # Meshes whose geometry is given by the vertices alone (the shape variables).
 _LINEAR_MESHES = (skfem.MeshTri1, skfem.MeshQuad1, skfem.MeshTet1, skfem.MeshHex1)
@@ -177,7 +159,7 @@ def _det_inv(J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _material(model: Model) -> tuple[float, float, float, float]:
-    """(λ, μ, ρ, thickness) as :func:`~fem_eigopt.assembly.build_model` uses them."""
+    """(λ, μ, ρ, thickness) as :func:`~fem_eigopt.fem.assembly.build_model` uses them."""
     material = model.problem.material
     lam, mu = material.lame()
     thickness = material.thickness if model.dim == 2 else 1.0
@@ -266,7 +248,7 @@ def model_at_coordinates(model: Model, X: np.ndarray) -> Model:
     Parameters
     ----------
     model : Model
-        The reference model (from :func:`~fem_eigopt.assembly.build_model`).
+        The reference model (from :func:`~fem_eigopt.fem.assembly.build_model`).
     X : ndarray (dim, n_vertices)
         New vertex coordinates (m).
 
@@ -275,8 +257,8 @@ def model_at_coordinates(model: Model, X: np.ndarray) -> Model:
     Model
         New mesh (the mesh type's constructor with the same ``t`` and named boundaries), new basis
         with the model's quadrature rule, ``Ke``/``Me`` recomputed by
-        :func:`~fem_eigopt.assembly.element_matrices`, the assembly refilled by
-        :meth:`~fem_eigopt.assembly.Model.with_element_matrices`; ``problem.mesh`` is the new mesh.
+        :func:`~fem_eigopt.fem.assembly.element_matrices`, the assembly refilled by
+        :meth:`~fem_eigopt.fem.assembly.Model.with_element_matrices`; ``problem.mesh`` is the new mesh.
     """
     _reference(model)  # checks the mesh type
     X = _coordinates(model, X)
@@ -428,52 +410,6 @@ def coordinate_gradient(
     return _to_vertices(ref, geo, mesh.t, E, X.shape[1])
 
 
-def eigenvalue_coordinate_gradients(
-    model: Model,
-    modes: Modes,
-    s_K: np.ndarray | None = None,
-    s_M: np.ndarray | None = None,
-    X: np.ndarray | None = None,
-) -> np.ndarray:
-    """dλ_i/dX = φ_iᵀ(∂K/∂X − λ_i ∂M/∂X)φ_i for every mode (Fox & Kapoor 1968).
-
-    Parameters
-    ----------
-    model : Model
-        The model the modes belong to (at coordinates ``X``).
-    modes : Modes
-        M-normalised eigenpairs on the free dofs (``vectors`` (n_free, k)). Valid for simple
-        eigenvalues; for a repeated one the result is one element of the non-smooth cluster
-        derivative (a warning is logged).
-    s_K, s_M : ndarray (n_elem,), optional
-        Element scale factors with which K and M were assembled (default 1).
-    X : ndarray (dim, n_vertices), optional
-        Vertex coordinates of the analysed geometry (m); default the model's own.
-
-    Returns
-    -------
-    ndarray (k, dim, n_vertices)
-        Gradients of the eigenvalues ((rad/s)² per metre).
-    """
-    if modes.clusters:
-        logger.warning("eigenvalue_coordinate_gradients: repeated eigenvalues %s are not differentiable; "
-                       "the gradients of their members are not meaningful", modes.clusters)
-    ref = _reference(model)
-    mesh = model.basis.mesh
-    X = _coordinates(model, X)
-    Phi = _element_vectors(model, model.element_values(np.asarray(modes.vectors)), "modes.vectors")
-    n_elem = Phi.shape[0]
-    s_K, s_M = _scale(s_K, n_elem, "s_K"), _scale(s_M, n_elem, "s_M")
-    lam, mu, density, thickness = _material(model)
-    geo = _Geometry(ref, mesh.t, X)
-    out = np.empty((Phi.shape[3],) + X.shape)
-    for i, eigenvalue in enumerate(np.asarray(modes.eigenvalues, dtype=float)):
-        E = _momentum(ref, geo, Phi[..., i], None, thickness * s_K,
-                      -eigenvalue * thickness * density * s_M, lam, mu)
-        out[i] = _to_vertices(ref, geo, mesh.t, E, X.shape[1])
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # validity of a moved mesh
 
@@ -525,193 +461,3 @@ def check_coordinates(model: Model, X: np.ndarray, params: np.ndarray | None = N
             "allowed: values keeping every element's Jacobian determinant positive"
         )
     return float(ratio.min())
-
-
-# ----------------------------------------------------------------------------------------------
-# shape parameters → vertex coordinates
-
-
-class ShapeMap(ABC):
-    """A map from shape parameters p (n_params,) to vertex coordinates X (dim, n_vertices).
-
-    Subclasses implement :meth:`coordinates` and :meth:`vjp` (the transpose of the Jacobian
-    dX/dp applied to a coordinate gradient); :meth:`jvp` is the Jacobian applied to a parameter
-    direction.
-    """
-
-    n_params: int
-
-    @abstractmethod
-    def coordinates(self, p: np.ndarray) -> np.ndarray:
-        """Vertex coordinates X(p), shape (dim, n_vertices) (m)."""
-
-    @abstractmethod
-    def vjp(self, p: np.ndarray, dX: np.ndarray) -> np.ndarray:
-        """(dX/dp)ᵀ dX: ``dX`` of shape (..., dim, n_vertices) → (..., n_params)."""
-
-    @abstractmethod
-    def jvp(self, p: np.ndarray, dp: np.ndarray) -> np.ndarray:
-        """(dX/dp) dp: ``dp`` (n_params,) → (dim, n_vertices)."""
-
-    def _check_params(self, p: np.ndarray) -> np.ndarray:
-        p = np.asarray(p, dtype=float)
-        if p.shape != (self.n_params,) or not np.all(np.isfinite(p)):
-            raise InputError(f"shape parameters p = {p!r}; allowed: {self.n_params} finite numbers")
-        return p
-
-
-class LinearShapeMap(ShapeMap):
-    """X(p) = X0 + Σ_j p_j V_j with fixed velocity fields V_j.
-
-    Parameters
-    ----------
-    X0 : ndarray (dim, n_vertices)
-        Coordinates at p = 0 (m).
-    velocities : ndarray (n_params, dim, n_vertices)
-        Vertex velocity of each parameter (m per unit of p_j).
-    """
-
-    def __init__(self, X0: np.ndarray, velocities: np.ndarray) -> None:
-        X0 = np.asarray(X0, dtype=float)
-        V = np.asarray(velocities, dtype=float)
-        if X0.ndim != 2 or not np.all(np.isfinite(X0)):
-            raise InputError(f"X0 has shape {X0.shape}; allowed: (dim, n_vertices) finite coordinates")
-        if V.ndim != 3 or V.shape[1:] != X0.shape or not np.all(np.isfinite(V)):
-            raise InputError(f"velocities have shape {V.shape}; allowed: (n_params, {X0.shape[0]}, {X0.shape[1]}) "
-                             "finite values")
-        self.X0, self.velocities, self.n_params = X0, V, V.shape[0]
-
-    def coordinates(self, p: np.ndarray) -> np.ndarray:
-        return self.X0 + self.jvp(p, p)
-
-    def jvp(self, p: np.ndarray, dp: np.ndarray) -> np.ndarray:
-        return np.einsum("j,jdn->dn", self._check_params(dp), self.velocities)
-
-    def vjp(self, p: np.ndarray, dX: np.ndarray) -> np.ndarray:
-        self._check_params(p)
-        return np.einsum("jdn,...dn->...j", self.velocities, np.asarray(dX, dtype=float))
-
-
-class ProfileShapeMap(ShapeMap):
-    """Thickness profile h(x) of a bar: vertices move proportionally across the bar.
-
-    The reference mesh spans ``[y_min, y_min + H0]`` across (``across`` axis, default y). With the
-    fixed side ``y_f`` (``y_min`` for ``fixed="bottom"``, ``y_max`` for ``"top"``) a vertex at
-    ``(x, y_ref)`` moves to::
-
-        y = y_f + (y_ref − y_f) / H0 · h(x),     h(x) = Σ_j p_j B_j(x),
-
-    so the free side follows ``y_f ± h(x)`` and the other coordinates stay. ``h`` interpolates the
-    control values ``p`` at the control abscissae ``x_controls``: piecewise linear (``"linear"``) or
-    a natural cubic spline (``"cubic"``, zero curvature at both ends; de Boor, *A Practical Guide
-    to Splines*, 1978, ch. IV). Both are linear in p, so the cardinal functions B_j are computed
-    once (spline of the identity matrix) and the map and its vjp are exact. ``fixed="top"`` gives
-    an underside profile (a marimba bar with a flat top). The controls must cover the bar's x-range
-    (no extrapolation); ``p = H0`` everywhere reproduces the reference mesh.
-
-    Parameters
-    ----------
-    mesh : skfem.Mesh
-        Reference mesh (any dimension; other coordinates than ``across`` are kept).
-    x_controls : array_like (n_params,)
-        Strictly increasing control abscissae (m).
-    kind : {"linear", "cubic"}
-    along, across : int
-        Axis of x and of the thickness direction.
-    fixed : {"bottom", "top"}
-        The side that stays put.
-    """
-
-    def __init__(self, mesh: skfem.Mesh, x_controls: Sequence[float], kind: str = "cubic", along: int = 0,
-                 across: int = 1, fixed: str = "bottom") -> None:
-        dim = mesh.p.shape[0]
-        if along == across or not (0 <= along < dim and 0 <= across < dim):
-            raise InputError(f"profile axes along = {along!r}, across = {across!r}; allowed: two different axes "
-                             f"in 0..{dim - 1}")
-        if kind not in ("linear", "cubic"):
-            raise InputError(f"profile kind = {kind!r}; allowed: 'linear', 'cubic'")
-        if fixed not in ("bottom", "top"):
-            raise InputError(f"profile fixed = {fixed!r}; allowed: 'bottom', 'top'")
-        xc = np.asarray(x_controls, dtype=float)
-        n_min = 2 if kind == "linear" else 3
-        if xc.ndim != 1 or xc.size < n_min or not np.all(np.isfinite(xc)) or not np.all(np.diff(xc) > 0):
-            raise InputError(f"x_controls = {x_controls!r}; allowed: >= {n_min} strictly increasing numbers")
-        x, y = mesh.p[along], mesh.p[across]
-        span = float(x.max() - x.min()) or 1.0
-        if xc[0] > x.min() + 1e-9 * span or xc[-1] < x.max() - 1e-9 * span:
-            raise InputError(f"x_controls span [{xc[0]:g}, {xc[-1]:g}]; allowed: covering the bar's "
-                             f"[{x.min():g}, {x.max():g}]")
-        self.height = float(y.max() - y.min())
-        if not self.height > 0:
-            raise InputError("profile mesh has zero thickness; allowed: a mesh with extent across > 0")
-        y_fixed = float(y.min() if fixed == "bottom" else y.max())
-        spline = make_interp_spline(xc, np.eye(xc.size), k=1 if kind == "linear" else 3, axis=0,
-                                    bc_type=None if kind == "linear" else "natural")
-        self.basis = spline(np.clip(x, xc[0], xc[-1]))  # (n_vertices, n_params): B_j(x_n)
-        self.fraction = (y - y_fixed) / self.height  # (n_vertices,), in [0, 1] or [-1, 0]
-        self.base = mesh.p.astype(float).copy()
-        self.base[across] = y_fixed
-        self.x_controls, self.kind, self.across, self.n_params = xc, kind, across, xc.size
-
-    def reference_parameters(self) -> np.ndarray:
-        """p giving back the reference mesh: h = H0 at every control point."""
-        return np.full(self.n_params, self.height)
-
-    def profile(self, p: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """h(x) for parameters p at abscissae x (m), by the same interpolation."""
-        p = self._check_params(p)
-        spline = make_interp_spline(self.x_controls, p, k=1 if self.kind == "linear" else 3,
-                                    bc_type=None if self.kind == "linear" else "natural")
-        return spline(np.asarray(x, dtype=float))
-
-    def coordinates(self, p: np.ndarray) -> np.ndarray:
-        X = self.base.copy()
-        X[self.across] += self.fraction * (self.basis @ self._check_params(p))
-        return X
-
-    def jvp(self, p: np.ndarray, dp: np.ndarray) -> np.ndarray:
-        dX = np.zeros_like(self.base)
-        dX[self.across] = self.fraction * (self.basis @ self._check_params(dp))
-        return dX
-
-    def vjp(self, p: np.ndarray, dX: np.ndarray) -> np.ndarray:
-        self._check_params(p)
-        dX = np.asarray(dX, dtype=float)
-        return (dX[..., self.across, :] * self.fraction) @ self.basis
-
-
-# ----------------------------------------------------------------------------------------------
-# the chain p → X → λ
-
-
-def eigenvalue_parameter_gradients(
-    model0: Model,
-    shape_map: ShapeMap,
-    p: np.ndarray,
-    modes_at_p: Modes,
-    s_K: np.ndarray | None = None,
-    s_M: np.ndarray | None = None,
-) -> np.ndarray:
-    """dλ_i/dp_j for the eigenpairs of the model at X(p).
-
-    Parameters
-    ----------
-    model0 : Model
-        The reference model (dofs, material, mesh topology); its own coordinates are not used.
-    shape_map : ShapeMap
-    p : ndarray (n_params,)
-        Shape parameters at which ``modes_at_p`` were computed (from
-        ``model_at_coordinates(model0, shape_map.coordinates(p))``).
-    modes_at_p : Modes
-        M-normalised, simple eigenpairs at p.
-    s_K, s_M : ndarray (n_elem,), optional
-        Element scale factors used in the assembly.
-
-    Returns
-    -------
-    ndarray (k, n_params)
-        Eigenvalue gradients ((rad/s)² per unit of p).
-    """
-    X = shape_map.coordinates(p)
-    dX = eigenvalue_coordinate_gradients(model0, modes_at_p, s_K=s_K, s_M=s_M, X=X)
-    return shape_map.vjp(p, dX)

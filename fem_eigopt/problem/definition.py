@@ -12,32 +12,14 @@ factory and validates the result once; every error names the file and the field.
 
 from __future__ import annotations
 
-import ast
-import importlib.util
-import inspect
-import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import skfem
 
-from .errors import InputError, fail
-from .materials import Interpolation, LinearMass, SIMP
-
-__all__ = [
-    "Material",
-    "Support",
-    "at_point",
-    "PointMass",
-    "Analysis",
-    "DensityDesign",
-    "Problem",
-    "load_problem",
-    "parse_overrides",
-    "problem_parameters",
-]
+from fem_eigopt.design.interpolation import SIMP, Interpolation, LinearMass
+from fem_eigopt.errors import InputError, fail
 
 #: predicate on coordinates: ``x`` of shape (dim, n) -> boolean mask of shape (n,)
 Predicate = Callable[[np.ndarray], np.ndarray]
@@ -196,16 +178,16 @@ class Analysis:
         ``min(max(eigen_tol, eigen_tol_per_change · Δ), 1e-4)`` where Δ is the RMS change of the
         physical densities since the last evaluated design — gradients as accurate as a step of
         that size needs, full accuracy again as the design settles (see
-        :class:`~fem_eigopt.subspace.SubspaceModalSolver`, ``tol_per_change``; about 20 % fewer
+        :class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`, ``tol_per_change``; about 20 % fewer
         preconditioner solves in 2D). ``"amg"``: its tolerance is loosened by the same factor, at
-        most 100 (:class:`~fem_eigopt.amg.AMGModalSolver`). Gradient checks and outputs always
+        most 100 (:class:`~fem_eigopt.solvers.amg.AMGModalSolver`). Gradient checks and outputs always
         get ``eigen_tol``. 0: always ``eigen_tol`` (runs are then also less sensitive to threaded
         PARDISO's last bits).
     preconditioner_precision : str
         Precision of the factorisation that preconditions the ``"subspace"`` solver: ``"double"``,
         ``"single"`` (PARDISO only: half the memory traffic, about 2x faster factorisations and
         solves in 3D, the same converged modes — see
-        :class:`~fem_eigopt.subspace.SubspaceModalSolver`) or ``"auto"``: single when PARDISO is
+        :class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`) or ``"auto"``: single when PARDISO is
         the backend (MMA iterations measured 1.7x faster on the 52 920-dof 3D pyMOTO comparison
         problem, 1.2x on the 40 400- and 160 800-dof 2D ones, same objectives to 1e-9), else
         double. Other eigen solvers need exact solves or no factorisation; ``"single"`` is
@@ -257,9 +239,9 @@ class DensityDesign:
     x_min : float
         Lower bound of the densities (upper bound is 1).
     stiffness : Interpolation
-        E(x)/E0, e.g. :class:`~fem_eigopt.materials.SIMP`.
+        E(x)/E0, e.g. :class:`~fem_eigopt.design.interpolation.SIMP`.
     mass : Interpolation
-        ρ(x)/ρ0, e.g. :class:`~fem_eigopt.materials.LinearMass` or ``TwoRangeMass``.
+        ρ(x)/ρ0, e.g. :class:`~fem_eigopt.design.interpolation.LinearMass` or ``TwoRangeMass``.
     filter : {"density", "helmholtz", "none"}
         Density filter (Bruns & Tortorelli 2001) or PDE filter (Lazarov & Sigmund 2011).
     filter_radius : float or None
@@ -345,7 +327,7 @@ class Problem:
     Parameters
     ----------
     mesh : skfem.Mesh
-        The mesh (any scikit-fem mesh; see :mod:`fem_eigopt.mesh` for builders and file import).
+        The mesh (any scikit-fem mesh; see :mod:`fem_eigopt.problem.mesh` for builders and file import).
     element : skfem.Element or str
         Scalar element for each displacement component (``skfem.ElementQuad2()`` or ``"quad2"``).
     material : Material
@@ -355,7 +337,7 @@ class Problem:
     design : DensityDesign or None
         Without a design the structure is analysed as solid (all scale factors 1).
     objective, constraints, optimizer
-        Optimisation settings (see :mod:`fem_eigopt.optimize`); unused by the modal analysis.
+        Optimisation settings (see :mod:`fem_eigopt.optimize.run`); unused by the modal analysis.
     name : str
         Short name used for result folders; the loader sets it from the file name if empty.
     description : str
@@ -423,127 +405,3 @@ class Problem:
     def with_changes(self, **changes: Any) -> "Problem":
         """A copy with some fields replaced (validated again)."""
         return replace(self, **changes)
-
-
-# ----------------------------------------------------------------------------------------------
-# loading problem files
-
-
-def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, str]:
-    """Split ``["key=value", ...]`` into a dict; a malformed item is an :class:`InputError`."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"{option} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _import_problem_module(path: Path):
-    if not path.exists():
-        raise InputError(f"{path}: no such problem file")
-    if path.is_dir() or path.suffix != ".py":
-        raise InputError(f"{path}: not a Python problem file; allowed: a .py file defining problem(**params)")
-    module_name = f"fem_eigopt_problem_{path.stem}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling (process pools) need it there
-    try:
-        spec.loader.exec_module(module)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from exc
-    except Exception as exc:
-        raise InputError(f"{path}: importing the problem file failed: {type(exc).__name__}: {exc}") from exc
-    factory = getattr(module, "problem", None)
-    if not callable(factory):
-        raise InputError(f"{path}: defines no function problem(**params) -> fem_eigopt.Problem")
-    return module, factory
-
-
-def problem_parameters(path: str | Path) -> dict[str, Any]:
-    """The user-settable parameters of a problem file and their defaults."""
-    _, factory = _import_problem_module(Path(path))
-    return {
-        name: p.default
-        for name, p in inspect.signature(factory).parameters.items()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
-
-
-def _parse_value(text: str, default: Any, where: str) -> Any:
-    """Parse ``text`` to the type of ``default`` (bool, int, float, str; others via literal_eval)."""
-    if isinstance(text, str) is False:
-        return text  # already a Python value (sweeps pass values, not strings)
-    try:
-        if isinstance(default, bool):
-            low = text.lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return float(text)
-        if isinstance(default, str):
-            return text
-        if default is None:
-            try:
-                return ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                return text
-        value = ast.literal_eval(text)
-        if isinstance(default, (tuple, list)) and not isinstance(value, (tuple, list)):
-            raise ValueError
-        return type(default)(value) if isinstance(default, (tuple, list)) else value
-    except (ValueError, SyntaxError, TypeError):
-        raise InputError(
-            f"{where} = {text!r}: expected {type(default).__name__} like the default {default!r}"
-        ) from None
-
-
-def load_problem(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Problem:
-    """Import a problem file and build its :class:`Problem`.
-
-    Parameters
-    ----------
-    path : str or Path
-        The problem file (``problems/beam.py``).
-    overrides : mapping, optional
-        Parameter values by name; strings are parsed to the type of the parameter's default.
-
-    Raises
-    ------
-    InputError
-        Missing file, no ``problem`` factory, an unknown or ill-typed parameter, or an invalid
-        problem; the message names the file and the field.
-    """
-    path = Path(path)
-    _, factory = _import_problem_module(path)
-    params = {
-        name: p
-        for name, p in inspect.signature(factory).parameters.items()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
-    kwargs: dict[str, Any] = {}
-    for key, text in (overrides or {}).items():
-        if key not in params:
-            raise InputError(
-                f"{path}: unknown parameter {key!r}; accepted: {', '.join(params) or '(none)'}"
-            )
-        default = params[key].default
-        kwargs[key] = _parse_value(text, None if default is inspect.Parameter.empty else default, f"{path}: {key}")
-    try:
-        problem = factory(**kwargs)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from exc
-    except Exception as exc:
-        raise InputError(f"{path}: problem({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: "
-                         f"{type(exc).__name__}: {exc}") from exc
-    if not isinstance(problem, Problem):
-        raise InputError(f"{path}: problem() returned {type(problem).__name__}; allowed: fem_eigopt.Problem")
-    values = {name: p.default for name, p in params.items()}
-    values.update(kwargs)
-    return replace(problem, source=str(path), name=problem.name or path.stem, parameters=values)

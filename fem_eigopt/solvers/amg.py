@@ -6,7 +6,7 @@ itself. Measured with PARDISO on the hex1 cantilever of ``benchmarks/bench_scale
 numeric memory and 4.5 / 14 / 45 s per numeric refactorisation (∝ n^1.8); extrapolated to the
 1.07M-dof mesh, 2.1e9 nonzeros (beyond 32-bit indices), ~17 GB next to the model's 6 GB, and
 ~4 min per factorisation — against 24 s per optimisation iteration and a 12.3 GiB peak here (``eigensolver="auto"`` switches to
-this solver there: :func:`~fem_eigopt.modal.make_modal_solver`). :class:`AMGModalSolver` finds the lowest eigenpairs of
+this solver there: :func:`~fem_eigopt.solvers.auto.make_modal_solver`). :class:`AMGModalSolver` finds the lowest eigenpairs of
 ``K x = λ M x`` with the locally optimal block preconditioned conjugate gradient method (LOBPCG,
 Knyazev 2001), preconditioned by one V-cycle of a smoothed-aggregation algebraic multigrid
 hierarchy of ``K`` (pyamg; Vaněk, Mandel & Brezina 1996) whose near-null space is the rigid-body
@@ -96,9 +96,10 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from .errors import InputError
-from .linalg import BlockOperator, _mkl_sparse, ritz_pairs
-from .modal import Modes, modes_from_vectors, step_tolerance
+from fem_eigopt.errors import InputError
+from fem_eigopt.linalg.kernels import BlockOperator, ritz_pairs
+from fem_eigopt.linalg.mkl import load_function, sparse_blas
+from fem_eigopt.solvers.modes import Modes, modes_from_vectors, step_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def _constant_modes(n: int, dim: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- #
-# MKL threads (sparse × dense blocks: fem_eigopt.linalg.BlockOperator)
+# MKL threads (sparse × dense blocks: fem_eigopt.linalg.kernels.BlockOperator)
 
 
 class _MKLThreads:
@@ -164,10 +165,8 @@ class _MKLThreads:
         self.n, self.previous, self.fn = n, None, None
 
     def __enter__(self) -> "_MKLThreads":
-        if self.n is not None and _mkl_sparse() is not None:
-            from . import linalg
-
-            self.fn = linalg._load_mkl_function("MKL_Set_Num_Threads_Local")
+        if self.n is not None and sparse_blas() is not None:
+            self.fn = load_function("MKL_Set_Num_Threads_Local")
             self.previous = self.fn(int(self.n))
         return self
 
@@ -561,10 +560,10 @@ def lobpcg(K, M, X: np.ndarray, precond, n_wanted: int | None = None, tol: float
 class AMGModalSolver:
     """Leading eigenpairs by AMG-preconditioned LOBPCG, warm-started between calls.
 
-    Same conventions as :class:`fem_eigopt.modal.ModalSolver`: ``n_modes + 1`` pairs are computed
+    Same conventions as :class:`fem_eigopt.solvers.lanczos.ModalSolver`: ``n_modes + 1`` pairs are computed
     (the extra one is ``Modes.next_eigenvalue``), vectors are M-normalised and signed by
-    :func:`~fem_eigopt.modal.normalize_modes`, eigenvalues are the Rayleigh quotients xᵀKx in
-    ascending order, clusters by :func:`~fem_eigopt.modal.find_clusters`.
+    :func:`~fem_eigopt.solvers.modes.normalize_modes`, eigenvalues are the Rayleigh quotients xᵀKx in
+    ascending order, clusters by :func:`~fem_eigopt.solvers.modes.find_clusters`.
 
     Parameters
     ----------
@@ -599,11 +598,11 @@ class AMGModalSolver:
         hierarchies failed from 10 on and served well up to 5.6).
     accurate_modes : int, optional
         Only the first ``accurate_modes`` pairs (those differentiated) must reach ``tol``; the
-        others stop at ``loose_tol`` (as :class:`~fem_eigopt.subspace.SubspaceModalSolver`).
+        others stop at ``loose_tol`` (as :class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`).
     loose_tol : float
     fallback : int
         A solve that does not converge is redone by shift-invert Lanczos with a factorisation
-        (:class:`~fem_eigopt.modal.ModalSolver`) when there are at most this many free dofs;
+        (:class:`~fem_eigopt.solvers.lanczos.ModalSolver`) when there are at most this many free dofs;
         above, the best iterate is returned with a warning.
     threads : int or None
         MKL threads for the sparse products during LOBPCG: 1 by default — they are memory bound
@@ -615,7 +614,7 @@ class AMGModalSolver:
         (``max_components`` of :class:`AMGPreconditioner`; 0 switches it off).
     tol_per_change : float
         Inexact gradients while the design moves, as in
-        :class:`~fem_eigopt.subspace.SubspaceModalSolver`: when the optimiser's evaluator sets
+        :class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`: when the optimiser's evaluator sets
         ``design_change`` (Δ, RMS change of the physical densities), the accurate modes converge
         to ``tol · min(max(1, tol_per_change · Δ / 1e-6), max_loosening)`` — the same relative
         loosening as the subspace solver's default (whose 1e-6 is an energy-norm error; this
@@ -637,7 +636,7 @@ class AMGModalSolver:
     preconditioner : AMGPreconditioner
     factorization : object with ``solve(b)``, or None before the first solve
         One V-cycle of the current hierarchy, an SPD approximation of ``(K − σM)⁻¹`` (σ = 0 for
-        a supported model): what :func:`fem_eigopt.adjoint.eigenvector_adjoint`'s MINRES needs as
+        a supported model): what :func:`fem_eigopt.sensitivity.eigenvectors.eigenvector_adjoint`'s MINRES needs as
         its preconditioner, so eigenvector responses need no factorisation at any size (a few
         more MINRES iterations than with exact factors).
     backend : str
@@ -819,7 +818,7 @@ class AMGModalSolver:
                 logger.warning("AMG-LOBPCG did not converge in %d iterations (relative residuals %s, tol %.1e): "
                                "shift-invert Lanczos with a factorisation instead", iterations,
                                np.array2string(res[:k], precision=2), self.last_tol)
-                from .modal import ModalSolver
+                from fem_eigopt.solvers.lanczos import ModalSolver
 
                 direct = ModalSolver(k, cluster_tol=self.cluster_tol).solve(K, M)
                 vecs = direct.vectors

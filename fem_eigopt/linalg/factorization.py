@@ -24,10 +24,6 @@ Backends
 from __future__ import annotations
 
 import ctypes
-import glob
-import logging
-import os
-import sys
 import time
 from typing import Callable
 
@@ -35,12 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .errors import InputError
-
-logger = logging.getLogger(__name__)
-
-__all__ = ["Factorization", "available_backends", "make_factorization", "default_backend", "limited_threads",
-           "BlockOperator", "dense_matmul", "reusable", "ritz_pairs", "sparse_matmul"]
+from fem_eigopt.errors import InputError
+from fem_eigopt.linalg.kernels import SMALL_SYSTEM_ROWS, reusable
+from fem_eigopt.linalg.mkl import load_function, load_pardiso
 
 
 class Factorization:
@@ -144,7 +137,7 @@ class PardisoFactorization(Factorization):
         the memory traffic, measured 2.0x faster factorisation and solves of the 52 920-dof 3D
         benchmark model (1.3x and 1.6x in 2D). The solves are then only approximate — relative
         residual 1e-2 in 3D, 0.2 in 2D on SIMP designs with E_min = 1e-9 — which is fine for a
-        preconditioner (:class:`~fem_eigopt.subspace.SubspaceModalSolver`, the eigenvector
+        preconditioner (:class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`, the eigenvector
         adjoint's MINRES) and wrong for anything needing exact solves (shift-invert Lanczos).
     multi_rhs : "block", "columns" or "auto"
         How a solve with k ≥ 2 right-hand sides runs: ``"block"``, one PARDISO call for all
@@ -162,7 +155,7 @@ class PardisoFactorization(Factorization):
 
     name = "pardiso"
     #: unknowns below which PARDISO runs one thread (see ``threads``)
-    SMALL = 20_000
+    SMALL = SMALL_SYSTEM_ROWS
     #: timed solves per way and per number of columns before ``multi_rhs="auto"`` decides
     TUNING_SAMPLES = 3
     #: ``multi_rhs="auto"`` decides after one sample each when one way is this many times faster
@@ -180,8 +173,8 @@ class PardisoFactorization(Factorization):
         #: ``multi_rhs="auto"``: seconds of the timed solves, {k: ([block...], [columns...])}
         self._rhs_timings: dict[int, tuple[list[float], list[float]]] = {}
         self._dtype = np.float32 if precision == "single" else np.float64
-        self._lib = _load_mkl_pardiso()
-        self._set_local_threads = _load_mkl_function("MKL_Set_Num_Threads_Local")
+        self._lib = load_pardiso()
+        self._set_local_threads = load_function("MKL_Set_Num_Threads_Local")
         #: MKL threads for every phase of this factorisation (fixed for its lifetime: PARDISO
         #: must not see the count change between phases); None: one below SMALL unknowns, MKL's
         #: default (all cores, or MKL_NUM_THREADS) above. Measured on 2 quiet cores, 2 threads
@@ -453,304 +446,6 @@ class CholmodFactorization(Factorization):
         self._solver = None
 
 
-_thread_controller = None
-
-
-def limited_threads(n: int | None = 1):
-    """Context manager limiting BLAS / MKL threads (OpenBLAS and MKL alike) to ``n``.
-
-    Used around the Lanczos iteration: its work is triangular solves with one right-hand side and
-    tall-skinny dense algebra, which gain nothing from threads but lose badly when threads are
-    oversubscribed (measured: 0.68 s vs 0.08 s per evaluation of the 160 × 20 beam with another
-    process on the second core). ``None`` leaves the settings alone.
-    """
-    import contextlib
-
-    if n is None:
-        return contextlib.nullcontext()
-    global _thread_controller
-    if _thread_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _thread_controller = ThreadpoolController()
-    # OpenBLAS only: PARDISO must see the same MKL thread count in all its phases (changing it
-    # between the analysis and a later factorisation crashed MKL), so PARDISO sets its own count
-    # per call (PardisoFactorization.threads).
-    return _thread_controller.limit(limits={"openblas": n})
-
-
-_mkl_pardiso_function = None
-
-
-def _load_mkl_function(name: str):
-    """A function of MKL's ``mkl_rt`` (loaded as for PARDISO) taking and returning an int."""
-    _load_mkl_pardiso()
-    fn = getattr(_mkl_library, name)
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_mkl_library = None
-
-
-def _load_mkl_pardiso():
-    """The ``pardiso`` symbol of MKL's ``mkl_rt``, the library the pypardiso wheel depends on.
-
-    Looked up in the environment's ``lib`` folder first: importing pypardiso (the fallback) globs
-    the whole environment for it, which costs about a second per process.
-    """
-    global _mkl_pardiso_function
-    if _mkl_pardiso_function is None:
-        global _mkl_library
-        lib = None
-        for folder in dict.fromkeys((sys.prefix, sys.base_prefix)):
-            for path in sorted(glob.glob(os.path.join(folder, "lib", "libmkl_rt.so*")), reverse=True):
-                try:
-                    lib = ctypes.CDLL(path)
-                    break
-                except OSError:
-                    continue
-            if lib is not None:
-                break
-        if lib is None:
-            import pypardiso
-
-            lib = pypardiso.PyPardisoSolver().libmkl
-        _mkl_library = lib
-        fn = lib.pardiso
-        fn.restype = None
-        _mkl_pardiso_function = fn
-    return _mkl_pardiso_function
-
-
-class _Descr(ctypes.Structure):
-    """MKL's ``struct matrix_descr`` (passed by value)."""
-
-    _fields_ = [("type", ctypes.c_int), ("mode", ctypes.c_int), ("diag", ctypes.c_int)]
-
-
-_mkl = None  # MKL's sparse BLAS (False: unavailable)
-
-
-def _mkl_sparse():
-    """MKL's inspector–executor sparse BLAS from the ``mkl_rt`` the PARDISO backend loads, or None."""
-    global _mkl
-    if _mkl is None:
-        try:
-            _load_mkl_pardiso()
-            lib = _mkl_library
-            vp, ci = ctypes.c_void_p, ctypes.c_int
-            lib.mkl_sparse_d_create_csr.argtypes = [ctypes.POINTER(vp), ci, ci, ci, vp, vp, vp, vp]
-            lib.mkl_sparse_d_create_csr.restype = ci
-            lib.mkl_sparse_d_mm.argtypes = [ci, ctypes.c_double, vp, _Descr, ci, vp, ci, ci, ctypes.c_double, vp, ci]
-            lib.mkl_sparse_d_mm.restype = ci
-            lib.mkl_sparse_destroy.argtypes = [vp]
-            lib.mkl_sparse_destroy.restype = ci
-            _mkl = lib
-        except Exception as exc:  # no MKL on this platform: SciPy's products
-            logger.debug("MKL sparse BLAS unavailable (%s): SciPy sparse products", exc)
-            _mkl = False
-    return _mkl or None
-
-
-class BlockOperator:
-    """``A @ X`` for blocks X (n, k), k ≥ 2: MKL's ``mkl_sparse_d_mm`` (MKL's threads) when
-    available, SciPy for single vectors and everywhere else. Holds no copy of A.
-
-    Measured 4-5x faster than SciPy's single-threaded ``csr_matvecs`` for 3-8 columns on 2 cores
-    (52 920-dof hex8 K: 15 -> 2.8 ms; 40 400-dof quad4 K: 4.2 -> 1.1 ms; 2x with one thread on a
-    7M-nonzero K) and equal to it to rounding: the MKL this was first measured with summed each row
-    sequentially like SciPy, bit for bit (the threads split rows); MKL 2025.3 and 2026.2 round
-    about half the entries one ulp differently. (``mkl_sparse_d_mv``, for single vectors, is not used: its
-    vectorised row sums round differently.)
-    """
-
-    _SPARSE_OPERATION_NON_TRANSPOSE, _SPARSE_MATRIX_TYPE_GENERAL, _SPARSE_LAYOUT_ROW_MAJOR = 10, 20, 101
-
-    def __init__(self, A: sp.spmatrix, use_mkl: bool = True) -> None:
-        self.A = A if sp.isspmatrix_csr(A) else sp.csr_matrix(A)
-        self.shape = self.A.shape
-        self._handle = None
-        lib = _mkl_sparse() if use_mkl else None
-        if (lib is not None and self.A.dtype == np.float64 and self.A.nnz < 2**31 - 1
-                and self.A.indptr.dtype == np.int32 and self.A.indices.dtype == np.int32):
-            self.A.data = np.ascontiguousarray(self.A.data)
-            handle = ctypes.c_void_p()
-            status = lib.mkl_sparse_d_create_csr(
-                ctypes.byref(handle), 0, self.shape[0], self.shape[1], self.A.indptr.ctypes.data,
-                self.A.indptr[1:].ctypes.data, self.A.indices.ctypes.data, self.A.data.ctypes.data)
-            if status == 0:
-                self._handle, self._lib = handle, lib
-
-    def __matmul__(self, X: np.ndarray) -> np.ndarray:
-        return self.matmul(X)
-
-    def matmul(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """``A @ X``, written into ``out`` (m, k) when given (row-major rows, unit column stride:
-        e.g. a column slice of a C-ordered array, filled in place); returns the product."""
-        if self._handle is None or X.ndim != 2 or X.shape[1] < 2 or X.dtype != np.float64:
-            return _into(self.A @ X, out)
-        if not _row_major(X):
-            X = np.ascontiguousarray(X)
-        k = X.shape[1]
-        direct = out is not None and out.shape == (self.shape[0], k) and _row_major(out)
-        Y = out if direct else np.empty((self.shape[0], k))
-        status = self._lib.mkl_sparse_d_mm(
-            self._SPARSE_OPERATION_NON_TRANSPOSE, 1.0, self._handle, _Descr(self._SPARSE_MATRIX_TYPE_GENERAL, 0, 0),
-            self._SPARSE_LAYOUT_ROW_MAJOR, X.ctypes.data, k, X.strides[0] // X.itemsize, 0.0, Y.ctypes.data,
-            Y.strides[0] // Y.itemsize)
-        if status != 0:
-            raise RuntimeError(f"mkl_sparse_d_mm failed with status {status}")
-        return Y if direct else _into(Y, out)
-
-    def diagonal(self) -> np.ndarray:
-        if getattr(self, "_diagonal", None) is None:
-            self._diagonal = self.A.diagonal()
-        return self._diagonal
-
-    def __del__(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self._lib.mkl_sparse_destroy(self._handle)
-            self._handle = None
-
-
-def reusable(buffer: np.ndarray | None, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
-    """``buffer`` if it has this shape and dtype, else a new (uninitialised) array for it.
-
-    Why buffers are kept: an array over 32 MB (glibc's largest mmap threshold; K's 4.3M entries on
-    a 53k-dof hex8 model are 34 MB) is a fresh mapping every time it is allocated, and touching it
-    first costs page faults — measured 7.8 ms to fill a fresh one against 2.8 ms to refill a kept
-    one. Only arrays that never leave their owner are kept this way.
-    """
-    if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != np.dtype(dtype):
-        return np.empty(shape, dtype=dtype)
-    return buffer
-
-
-def sparse_matmul(A, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``A @ X`` for a sparse matrix A (m, n) and X (n, k) or (n,), through :class:`BlockOperator`
-    (MKL's threaded product for blocks, SciPy's to rounding); any other A: ``A @ X``.
-
-    ``out`` (m, k): where to write the product (a row-major array or a column slice of one, which
-    MKL writes in place); returned."""
-    if not sp.issparse(A) or np.ndim(X) != 2:
-        return _into(A @ X, out)
-    return BlockOperator(A).matmul(X, out=out)
-
-
-def _into(Y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    """``Y``, or ``out`` filled with it when one is given."""
-    if out is None:
-        return Y
-    out[...] = Y
-    return out
-
-
-def _row_major(A: np.ndarray) -> bool:
-    """A float64 matrix whose rows are evenly spaced and columns adjacent (a C-ordered array or a
-    column slice of one): what BLAS takes as a row-major matrix with a leading dimension."""
-    return (A.ndim == 2 and A.dtype == np.float64 and A.strides[1] == A.itemsize
-            and A.strides[0] % A.itemsize == 0 and A.strides[0] >= A.shape[1] * A.itemsize)
-
-
-_mkl_blas = None  # (cblas_dgemm, MKL_Set_Num_Threads_Local) from mkl_rt (False: unavailable)
-
-
-def _mkl_dgemm():
-    """MKL's ``cblas_dgemm`` and its local thread setter from the ``mkl_rt`` PARDISO loads, or None."""
-    global _mkl_blas
-    if _mkl_blas is None:
-        try:
-            _load_mkl_pardiso()
-            fn = _mkl_library.cblas_dgemm
-            ci, cd, vp = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
-            fn.argtypes = [ci, ci, ci, ci, ci, ci, cd, vp, ci, vp, ci, cd, vp, ci]
-            fn.restype = None
-            _mkl_blas = (fn, _load_mkl_function("MKL_Set_Num_Threads_Local"))
-        except Exception as exc:  # no MKL here: NumPy's products
-            logger.debug("MKL dgemm unavailable (%s): NumPy products", exc)
-            _mkl_blas = False
-    return _mkl_blas or None
-
-
-def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
-                 transpose_a: bool = False, accumulate: bool = False) -> np.ndarray:
-    """``A @ B`` (or ``Aᵀ @ B``; with ``accumulate``, ``out + A @ B``) for tall-skinny blocks,
-    through MKL's ``cblas_dgemm`` when MKL is loaded (PARDISO's ``mkl_rt``; MKL's threads), else
-    NumPy.
-
-    A, B and ``out`` may be column slices of wider C-ordered arrays (LOBPCG's [X W P] side by side):
-    MKL reads and writes them in place through its leading dimensions, where NumPy's ``matmul``
-    falls back to a slow loop for such an ``out`` (measured at 40 400 × 18 times 18 × 6: NumPy
-    0.94 ms into a column slice, 0.65-0.79 ms into a fresh array, MKL 0.27-0.32 ms with 2 threads,
-    0.57 ms with one; the Gram product (40 400 × 18)ᵀ(40 400 × 18): NumPy 1.1-1.6 ms, MKL 0.64-0.74
-    ms; at 160 800 rows 5.2 / 1.1 ms and 5.9 / 2.9 ms). Results agree with NumPy's to rounding.
-
-    Parameters
-    ----------
-    A : ndarray (m, k), or (k, m) with ``transpose_a``
-    B : ndarray (k, n)
-    out : ndarray (m, n), optional
-        Written in place and returned.
-    accumulate : bool
-        Add the product to ``out`` (required then) instead of overwriting it (BLAS β = 1).
-    """
-    m = A.shape[1] if transpose_a else A.shape[0]
-    k = A.shape[0] if transpose_a else A.shape[1]
-    if B.shape[0] != k:
-        raise ValueError(f"dense_matmul: shapes {A.shape}{'ᵀ' if transpose_a else ''} and {B.shape} do not match")
-    n = B.shape[1]
-    if out is None:
-        if accumulate:
-            raise ValueError("dense_matmul: accumulate needs out")
-        out = np.empty((m, n))
-    elif out.shape != (m, n):
-        raise ValueError(f"dense_matmul: out has shape {out.shape}, the product {(m, n)}")
-    blas = _mkl_dgemm()
-    if blas is None or not _row_major(A) or not _row_major(out) or min(m, n, k) == 0:
-        if accumulate:
-            out += (A.T if transpose_a else A) @ B
-        else:
-            np.matmul(A.T if transpose_a else A, B, out=out)
-        return out
-    B = B if _row_major(B) else np.ascontiguousarray(B, dtype=np.float64)
-    row_major, no_trans, trans = 101, 111, 112
-    # PARDISO's thread rule (PardisoFactorization.SMALL): one thread for small blocks, MKL's
-    # count for tall ones (quiet 2 cores, 40 400 rows: 0.32 ms with 2 threads, 0.57 with one)
-    gemm, set_local_threads = blas
-    previous = set_local_threads(1 if max(A.shape[0], out.shape[0]) < PardisoFactorization.SMALL else 0)
-    try:
-        gemm(row_major, trans if transpose_a else no_trans, no_trans, m, n, k, 1.0,
-             A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 1.0 if accumulate else 0.0,
-             out.ctypes.data, out.strides[0] // 8)
-    finally:
-        set_local_threads(previous)
-    return out
-
-
-def ritz_pairs(GK: np.ndarray, GM: np.ndarray, m: int, drop: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
-    """The m smallest Ritz pairs of the pencil (GK, GM) (s, s) of a possibly dependent basis.
-
-    Columns are scaled to unit M-norm, the Gram matrix is diagonalised and directions with
-    eigenvalues below ``drop`` times the largest are dropped (a numerically dependent basis), the
-    projected stiffness is diagonalised. Returns (θ (m,), C (s, m)) with ``CᵀGM C = I``; raises
-    ``numpy.linalg.LinAlgError`` when fewer than m directions are left.
-    """
-    d = np.sqrt(np.clip(np.diag(GM), 0.0, None))
-    d[d == 0.0] = 1.0
-    Gm = GM / np.outer(d, d)
-    Gk = GK / np.outer(d, d)
-    w, V = np.linalg.eigh(0.5 * (Gm + Gm.T))
-    keep = w > drop * w.max()
-    Q = V[:, keep] / np.sqrt(w[keep])
-    H = Q.T @ Gk @ Q
-    theta, Y = np.linalg.eigh(0.5 * (H + H.T))
-    if theta.size < m:
-        raise np.linalg.LinAlgError(f"LOBPCG basis of rank {theta.size} < block size {m}")
-    return theta[:m], (Q @ Y[:, :m]) / d[:, None]
-
-
 _BACKENDS: dict[str, Callable[[], Factorization]] = {
     "pardiso": PardisoFactorization,
     "superlu": SuperLUFactorization,
@@ -785,7 +480,7 @@ def available_backends() -> list[str]:
 def default_backend() -> str:
     """``"pardiso"`` where MKL loads, otherwise ``"superlu"``."""
     try:
-        _load_mkl_pardiso()
+        load_pardiso()
         return "pardiso"
     except Exception:
         return "superlu"

@@ -1,6 +1,6 @@
 """The discretised structure: element matrices computed once, re-assembly by scaling.
 
-:func:`build_model` turns a :class:`~fem_eigopt.problem.Problem` into a :class:`Model`:
+:func:`build_model` turns a :class:`~fem_eigopt.problem.definition.Problem` into a :class:`Model`:
 
 1. scikit-fem evaluates the solid element stiffness and mass matrices once, shaped
    (n_elem, n_edof, n_edof). On structured meshes (``fe.box``, ``fe.rectangle``) every element is a
@@ -52,8 +52,8 @@ import skfem
 from skfem.assembly.basis.abstract_basis import AbstractBasis
 from skfem.helpers import ddot, dot, sym_grad, trace
 
-from .errors import fail
-from .problem import Problem
+from fem_eigopt.errors import fail
+from fem_eigopt.problem.definition import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class Model:
         """(n_elem, n_edof) free-dof index of every element dof, ``n_free`` at fixed dofs.
 
         Gathers element vectors straight from free-dof vectors with one zero appended (no
-        full-length copy per call), as :func:`fem_eigopt.adjoint.element_energies` does.
+        full-length copy per call), as :func:`fem_eigopt.sensitivity.eigenvalues.element_energies` does.
         """
         idx = self.free_index[self.element_dofs]
         return np.where(idx < 0, self.n_free, idx).astype(np.intp)

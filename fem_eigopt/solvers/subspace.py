@@ -2,7 +2,7 @@
 
 During an optimisation consecutive designs differ little, and so do their modes. Instead of a
 fresh shift-invert Lanczos run per design (one numeric factorisation plus ~2k–5k single solves,
-:class:`~fem_eigopt.modal.ModalSolver`), :class:`SubspaceModalSolver` runs LOBPCG (Knyazev 2001,
+:class:`~fem_eigopt.solvers.lanczos.ModalSolver`), :class:`SubspaceModalSolver` runs LOBPCG (Knyazev 2001,
 "Toward the optimal preconditioned eigensolver", SIAM J. Sci. Comput. 23:517–541) on
 
     K x = λ M x,
@@ -20,7 +20,7 @@ that stalls; a solve that fails even on fresh factors
 restarts cold.
 
 The block holds ``k + 1`` wanted vectors (the modes asked for and one more to see whether the last
-cluster is complete, as in :class:`~fem_eigopt.modal.ModalSolver`) plus ``guard`` vectors that
+cluster is complete, as in :class:`~fem_eigopt.solvers.lanczos.ModalSolver`) plus ``guard`` vectors that
 speed convergence of the wanted ones (the rate of mode i is governed by λ_i / λ_{block+1}).
 The first design is solved by shift-invert Lanczos (ARPACK) for the whole block.
 
@@ -29,7 +29,7 @@ error of the eigenvector in the energy norm (exact for a fresh T), of every want
 ``tol`` (the accurate ones and their cluster partners, see ``accurate_modes``) or ``loose_tol`` (the
 others); eigenvalues, being Rayleigh quotients, are then accurate to about tol² (relative).
 Clusters of repeated eigenvalues are invariant subspaces of the block: any basis of them is a
-valid result, and the design evaluator rotates it (see :mod:`fem_eigopt.evaluate`).
+valid result, and the design evaluator rotates it (see :mod:`fem_eigopt.optimize.evaluator`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,22 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InputError
-from .linalg import (Factorization, dense_matmul, limited_threads, make_factorization, reusable, ritz_pairs,
-                     sparse_matmul)
-from .modal import ModalSolver, Modes, modes_from_vectors, shifted_matrix, step_tolerance
+from fem_eigopt.errors import InputError
+from fem_eigopt.linalg.factorization import Factorization, make_factorization
+from fem_eigopt.linalg.kernels import (
+    dense_matmul,
+    limited_threads,
+    reusable,
+    ritz_pairs,
+    sparse_matmul,
+)
+from fem_eigopt.solvers.lanczos import ModalSolver
+from fem_eigopt.solvers.modes import (
+    Modes,
+    modes_from_vectors,
+    shifted_matrix,
+    step_tolerance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +71,9 @@ class SubspaceModalSolver:
         Eigenpairs returned.
     shift : "auto" or float
         σ of the preconditioner ``(K − σM)⁻¹`` and of the cold-start Lanczos run; ``"auto"`` as in
-        :class:`~fem_eigopt.modal.ModalSolver` (slightly negative: K − σM positive definite).
+        :class:`~fem_eigopt.solvers.lanczos.ModalSolver` (slightly negative: K − σM positive definite).
     backend : str
-        Factorisation backend (:mod:`fem_eigopt.linalg`).
+        Factorisation backend (:mod:`fem_eigopt.linalg.kernels`).
     cluster_tol : float
         Relative tolerance for repeated eigenvalues.
     tol : float
@@ -120,7 +132,7 @@ class SubspaceModalSolver:
         give up with an error after as many again on the fresh factorisation).
     threads : int or None
         BLAS threads during the iteration (1: the dense algebra is small, see
-        :func:`fem_eigopt.linalg.limited_threads`).
+        :func:`fem_eigopt.linalg.kernels.limited_threads`).
     accurate_modes : int, optional
         Only the first ``accurate_modes`` eigenpairs (those the responses differentiate) and the
         cluster partners of the last of them must reach ``tol``; the others, reported but not
@@ -403,7 +415,7 @@ class SubspaceModalSolver:
         and its products KS, MS live side by side in kept (n, 3b) arrays, two sets used in turn:
         each Rayleigh–Ritz step reads the current set with two Gram products and writes the next
         X, P (and their products, carried along: no extra sparse products) straight into the
-        other set (MKL's dgemm, :func:`~fem_eigopt.linalg.dense_matmul`, reads and writes the
+        other set (MKL's dgemm, :func:`~fem_eigopt.linalg.kernels.dense_matmul`, reads and writes the
         column slices in place); the preconditioner writes W into its place there, right after X
         (columns of converged vectors are then dropped, moving the others left). The memory
         traffic is what costs here (n × 3b doubles per array, beyond the core's caches at 2D
@@ -572,7 +584,7 @@ class SubspaceModalSolver:
 
 def _tune_block_solves(factorization: Factorization) -> None:
     """Let a PARDISO preconditioner solve a block at once or column by column, whichever it finds
-    faster (:class:`~fem_eigopt.linalg.PardisoFactorization`, ``multi_rhs``: on 2D models the block
+    faster (:class:`~fem_eigopt.linalg.factorization.PardisoFactorization`, ``multi_rhs``: on 2D models the block
     solve has a large fixed cost — LOBPCG's 2-6 column blocks then cost 1.5-4x more as a block)."""
     if hasattr(factorization, "multi_rhs"):
         factorization.multi_rhs = "auto"

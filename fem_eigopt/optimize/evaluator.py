@@ -35,14 +35,22 @@ from typing import Any
 
 import numpy as np
 
-from .adjoint import cluster_increment_matrix, element_energies, eigenvector_adjoint
-from .assembly import Model, build_model
-from .errors import InputError, fail
-from .filters import DensityChain, DensityFilter, DesignMap, HeavisideProjection, HelmholtzFilter, element_volumes
-from .modal import Modes, make_modal_solver
-from .objectives import ModalState, Partials, Response, VolumeConstraint
-from .optimizer import Evaluation
-from .problem import DensityDesign, Problem
+from fem_eigopt.design.density import DensityChain, DesignMap
+from fem_eigopt.design.filters import DensityFilter, HelmholtzFilter, element_volumes
+from fem_eigopt.design.projection import HeavisideProjection
+from fem_eigopt.errors import InputError, fail
+from fem_eigopt.fem.assembly import Model, build_model
+from fem_eigopt.optimize.driver import Evaluation
+from fem_eigopt.problem.definition import DensityDesign, Problem
+from fem_eigopt.responses.base import ModalState, Partials, Response
+from fem_eigopt.responses.volume import VolumeConstraint
+from fem_eigopt.sensitivity.eigenvalues import (
+    cluster_increment_matrix,
+    element_energies,
+)
+from fem_eigopt.sensitivity.eigenvectors import eigenvector_adjoint
+from fem_eigopt.solvers.auto import make_modal_solver
+from fem_eigopt.solvers.modes import Modes
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +69,7 @@ def mode_weights(d_eigenvalues: np.ndarray, eigenvalues: np.ndarray, partials: l
     mode i's term in the relative gradient of f_r, since |∇λ_i| scales with λ_i); the weight of
     mode i is its largest share over the partials, 1 for modes whose eigenvectors a response
     uses (their adjoint needs them accurately). The subspace solver converges lightly weighted
-    modes less tightly (:meth:`~fem_eigopt.subspace.SubspaceModalSolver._accurate_tolerances`).
+    modes less tightly (:meth:`~fem_eigopt.solvers.subspace.SubspaceModalSolver._accurate_tolerances`).
 
     Parameters
     ----------
@@ -87,7 +95,7 @@ class DesignEvaluator:
     Parameters
     ----------
     problem : Problem
-        Must have a :class:`~fem_eigopt.problem.DensityDesign` and an objective.
+        Must have a :class:`~fem_eigopt.problem.definition.DensityDesign` and an objective.
     model : Model, optional
         Built from ``problem`` if not given.
     backend : str, optional
@@ -103,9 +111,9 @@ class DesignEvaluator:
     inexact_gradients : bool
         False (default): every evaluation's gradients are as accurate as the eigen solver's
         ``tol`` makes them (gradient checks, outputs). True (set by
-        :func:`fem_eigopt.optimize.optimize` for the optimiser's steps): an iterative eigen solver
+        :func:`fem_eigopt.optimize.run.optimize` for the optimiser's steps): an iterative eigen solver
         is told how far the design moved since the last evaluation, and converges only as far as
-        a step of that size needs (:class:`~fem_eigopt.subspace.SubspaceModalSolver`,
+        a step of that size needs (:class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`,
         ``tol_per_change``).
     """
 

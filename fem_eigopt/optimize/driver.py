@@ -4,7 +4,7 @@ This module knows nothing about finite elements. The caller supplies one functio
 ``evaluate(x) -> Evaluation`` that computes the objective, the constraint vector and both
 gradients at once; :func:`minimize` hands them to NLopt's MMA (Svanberg 1987) or CCSAQ (the
 conservative convex separable approximations of Svanberg 2002), or to our own classic MMA
-(``algorithm="MMA"``, :mod:`fem_eigopt.mma`), and adds what a design optimisation needs around
+(``algorithm="MMA"``, :mod:`fem_eigopt.optimize.mma`), and adds what a design optimisation needs around
 them:
 
 * **one evaluation per point** — NLopt asks for the objective and the (vector) constraint
@@ -116,7 +116,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import InputError
+from fem_eigopt.errors import InputError
 
 __all__ = [
     "Evaluation",
@@ -226,7 +226,7 @@ class OptimizerSettings:
     algorithm : {"LD_MMA", "LD_CCSAQ", "MMA"}
         NLopt algorithm: MMA (Svanberg 1987, in its globally convergent CCSA form of Svanberg
         2002) or CCSA with quadratic approximations; or ``"MMA"``: our own classic MMA
-        (:mod:`fem_eigopt.mma`, Svanberg 2007), one evaluation per iteration, with a move limit.
+        (:mod:`fem_eigopt.optimize.mma`, Svanberg 2007), one evaluation per iteration, with a move limit.
     max_eval : int
         Maximum number of evaluations over all runs.
     xtol_rel, xtol_abs : float
@@ -762,14 +762,14 @@ class _Driver:
         return status, _nlopt_message(status), x_nlopt, best_x
 
     def _mma_run(self, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> _Outcome:
-        """One run of our MMA (:class:`fem_eigopt.mma.MMA`) from ``centre``, fresh asymptotes.
+        """One run of our MMA (:class:`fem_eigopt.optimize.mma.MMA`) from ``centre``, fresh asymptotes.
 
         One evaluation per iteration, through the cached :meth:`get`. Ends with ``self.stop``
         set, with a convergence status (XTOL_REACHED, FTOL_REACHED, STAGNATION), FAILURE on a
         non-finite evaluation, or after ``restart_every`` evaluations with the run's last
         iterate as the next centre.
         """
-        from .mma import MMA
+        from fem_eigopt.optimize.mma import MMA
 
         s = self.s
         self.stop = None

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import skfem
 
-from .errors import InputError
+from fem_eigopt.errors import InputError
 
 __all__ = ["rectangle", "box", "from_file", "mapped"]
 

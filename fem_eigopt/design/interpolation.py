@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from fem_eigopt.errors import InputError
 
 __all__ = [
     "SIMP",

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .evaluate import DesignEvaluator
-from .filters import BetaContinuation
-from .optimizer import OptimizerSettings, OptimizeResult, minimize
-from .problem import Problem
-from .results import new_run_directory, save_npz, write_csv, write_json
+from fem_eigopt.design.projection import BetaContinuation
+from fem_eigopt.errors import InputError
+from fem_eigopt.io.rundir import new_run_directory, save_npz, write_csv, write_json
+from fem_eigopt.optimize.driver import OptimizeResult, OptimizerSettings, minimize
+from fem_eigopt.optimize.evaluator import DesignEvaluator
+from fem_eigopt.problem.definition import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +233,13 @@ def _write_run(run_dir: Path, problem: Problem, evaluator: DesignEvaluator, resu
     import scipy
     import skfem
 
-    from . import __version__
-    from .plots import convergence_figure, save_design_png, save_figure_png, save_vtu
+    from fem_eigopt import __version__
+    from fem_eigopt.io.paraview import save_vtu
+    from fem_eigopt.io.pictures import (
+        convergence_figure,
+        save_design_png,
+        save_figure_png,
+    )
 
     write_json(run_dir / "summary.json", summary)
     write_json(run_dir / "run.json", {

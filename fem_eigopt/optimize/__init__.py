@@ -1,0 +1,9 @@
+"""Optimisation: one evaluation in data-flow order, the optimiser driving it, the run around it.
+
+In: a Problem. Out: the optimised design, its history and a run directory.
+
+Modules: ``evaluator`` (design → model → modes → responses → adjoint → gradients, cached on x),
+``driver`` (NLopt's MMA or our own, continuation stages, best design, stop handling), ``mma``
+(Svanberg's MMA, our implementation), ``run`` (the whole run with its outputs), ``modal_analysis``
+(the modes of one design).
+"""

@@ -1,0 +1,207 @@
+"""Objectives and constraints as functions of eigenvalues, eigenvectors and densities.
+
+Every response is an object with
+
+* ``n_bounds``: how many auxiliary *bound variables* it adds to the design vector (the bound
+  formulation of Bendsøe, Olhoff & Taylor 1983 / Du & Olhoff 2007: maximise β subject to
+  β − λ_j ≤ 0 stays differentiable when eigenvalues coalesce, where max min λ_j does not);
+* ``prepare(state)``: called once at the starting design to fix reference values (scaling) and
+  references for mode tracking; returns the starting values of its bound variables;
+* ``evaluate(state, bounds) -> list[Partials]``: values and partial derivatives with respect to
+  eigenvalues, eigenvectors, physical densities and bound variables. An objective returns one
+  item; a constraint returns one item per scalar constraint ``g ≤ 0``.
+
+The evaluator (:mod:`fem_eigopt.optimize.evaluator`) turns the partials into design gradients with the
+element-by-element adjoint and the chain rule through the interpolation, projection, filter and
+design map. Everything is *minimised*; "maximise" objectives negate. Values are scaled by a
+reference computed at the starting design (e.g. λ1 of the initial design) so that MMA sees
+numbers of order one.
+
+Units: eigenvalues λ in (rad/s)², frequencies in Hz where a field says ``_hz``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fem_eigopt.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+TWO_PI = 2.0 * np.pi
+
+
+@dataclass
+class ModalState:
+    """What a response may look at, for one design.
+
+    Attributes
+    ----------
+    eigenvalues : ndarray (k,)
+        λ (rad/s)², ascending.
+    vectors : ndarray (n_free, k)
+        M-normalised mode shapes on the free dofs.
+    densities : ndarray (n_elem,)
+        Physical (filtered, projected) densities; ones for a structure without density design.
+    element_volumes : ndarray (n_elem,)
+        Element volumes (areas × thickness in 2D) in m³.
+    clusters : list of tuple
+        Repeated-eigenvalue clusters (indices).
+    mass_matrix : sparse (n_free, n_free)
+        M of this design (for MAC and eigenvector functionals).
+    model : Model
+        The discretised structure (dof maps).
+    iteration : int
+        Evaluation counter.
+    """
+
+    eigenvalues: np.ndarray
+    vectors: np.ndarray
+    densities: np.ndarray
+    element_volumes: np.ndarray
+    clusters: list
+    mass_matrix: Any
+    model: Any
+    iteration: int = 0
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Partials:
+    """Value and partial derivatives of one scalar response.
+
+    Attributes
+    ----------
+    value : float
+    d_eigenvalues : ndarray (k,) or None
+        ∂g/∂λ_i.
+    d_vectors : ndarray (n_free, k) or None
+        ∂g/∂φ_i (needs an eigenvector adjoint solve per non-zero column).
+    d_densities : ndarray (n_elem,) or None
+        Explicit ∂g/∂ρ̄_e (volume, or a user function of the densities).
+    d_bounds : ndarray (n_bounds_total,) or None
+        ∂g/∂b for the auxiliary bound variables (filled by the evaluator's offsets).
+    name : str
+        For history and messages.
+    """
+
+    value: float
+    d_eigenvalues: np.ndarray | None = None
+    d_vectors: np.ndarray | None = None
+    d_densities: np.ndarray | None = None
+    d_bounds: dict[int, float] = field(default_factory=dict)
+    name: str = ""
+
+
+def _unit(k: int, i: int, scale: float = 1.0) -> np.ndarray:
+    out = np.zeros(k)
+    out[i] = scale
+    return out
+
+
+def mac_matrix(A: np.ndarray, B: np.ndarray, W=None) -> np.ndarray:
+    """Modal assurance criterion between the columns of A (n, p) and B (n, q), shape (p, q).
+
+    MAC_ij = (a_iᵀ W b_j)² / ((a_iᵀ W a_i)(b_jᵀ W b_j)) with W the identity or a weighting matrix
+    (e.g. the mass matrix; Allemang & Brown 1982).
+    """
+    WA = A if W is None else W @ A
+    WB = B if W is None else W @ B
+    num = (WA.T @ B) ** 2
+    den = np.outer(np.einsum("ij,ij->j", A, WA), np.einsum("ij,ij->j", B, WB))
+    return num / den
+
+
+class TrackedMode:
+    """Follow "the mode that looks like this one" instead of a fixed mode number.
+
+    At the starting design the reference shape is mode ``start_mode`` (1-based); at every later
+    design the tracked mode is the one with the largest MAC against the reference. With
+    ``update=True`` the reference becomes the matched mode at each evaluation (tracking through
+    gradual shape changes); with ``False`` it stays the initial shape. The MAC matrix between the
+    previous and current modes is stored in ``last_mac`` for the history.
+    """
+
+    def __init__(self, start_mode: int = 1, update: bool = True) -> None:
+        if start_mode < 1:
+            raise InputError(f"TrackedMode start_mode = {start_mode!r}; allowed: an integer >= 1")
+        self.start_mode = int(start_mode)
+        self.update = update
+        self.reference: np.ndarray | None = None
+        self.previous: np.ndarray | None = None
+        self.last_index = self.start_mode - 1
+        self.last_mac: np.ndarray | None = None
+
+    def prepare(self, state: ModalState) -> None:
+        self.reference = state.vectors[:, self.start_mode - 1].copy()
+        self.previous = state.vectors.copy()
+        self.last_index = self.start_mode - 1
+
+    def index(self, state: ModalState) -> int:
+        """0-based index of the tracked mode in ``state``."""
+        if self.reference is None:
+            self.prepare(state)
+        mac = mac_matrix(self.reference[:, None], state.vectors, state.mass_matrix)[0]
+        i = int(np.argmax(mac))
+        if self.previous is not None and self.previous.shape == state.vectors.shape:
+            self.last_mac = mac_matrix(self.previous, state.vectors, state.mass_matrix)
+            logger.debug("MAC(previous modes, current modes):\n%s", np.array2string(self.last_mac, precision=3))
+        state.info.setdefault("tracked_modes", []).append(
+            {"mode": i + 1, "mac": float(mac[i]),
+             "mac_matrix": None if self.last_mac is None else self.last_mac.round(4).tolist()})
+        if i != self.last_index:
+            logger.info("mode tracking: the tracked mode moved from %d to %d (MAC %.3f)",
+                        self.last_index + 1, i + 1, mac[i])
+        self.last_index = i
+        if self.update:
+            self.reference = state.vectors[:, i].copy()
+        self.previous = state.vectors.copy()
+        return i
+
+
+def _mode_index(mode, state: ModalState) -> int:
+    if isinstance(mode, TrackedMode):
+        return mode.index(state)
+    return int(mode) - 1
+
+
+def _prepare_mode(mode, state: ModalState) -> None:
+    if isinstance(mode, TrackedMode):
+        mode.prepare(state)
+
+
+def _check_mode(mode, what: str) -> None:
+    if isinstance(mode, TrackedMode):
+        return
+    if not (isinstance(mode, (int, np.integer)) and mode >= 1):
+        raise InputError(f"{what} = {mode!r}; allowed: a mode number >= 1 (1 = fundamental) or TrackedMode")
+
+
+class Response:
+    """Base class of objectives and constraints (see the module docstring)."""
+
+    n_bounds = 0
+    #: highest mode number (1-based) the response needs; the modal solve must compute more
+    max_mode = 1
+    name = "response"
+
+    def prepare(self, state: ModalState) -> np.ndarray:
+        return np.zeros(self.n_bounds)
+
+    def evaluate(self, state: ModalState, bounds: np.ndarray) -> list[Partials]:  # pragma: no cover
+        raise NotImplementedError
+
+    def bound_limits(self) -> list[tuple[float, float]]:
+        return [(0.0, np.inf)] * self.n_bounds
+
+    def restart_bounds(self, state: ModalState, bounds: np.ndarray) -> np.ndarray:
+        """Bound variables for a restart at ``state`` (the problem changed, e.g. the projection β):
+        by default unchanged. Bound formulations return values just inside their constraints."""
+        return bounds
+
+    def describe(self, value: float) -> str:
+        return f"{self.name}={value:.6g}"
