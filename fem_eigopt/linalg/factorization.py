@@ -61,6 +61,12 @@ class Factorization:
             dots[...] = np.einsum("ij,ij->j", b.reshape(out.shape), out)
         return out
 
+    def tune_block_solves(self) -> None:
+        """Let solves of several right-hand sides run as one block or column by column, whichever
+        the solves so far showed to be faster (a preconditioner's choice: the two ways agree to
+        rounding only). Nothing here: only backends that offer both ways (PARDISO's
+        ``multi_rhs``) override this."""
+
     def release(self) -> None:
         """Free the factors and the symbolic analysis (the next :meth:`factor` starts afresh)."""
 
@@ -339,6 +345,10 @@ class PardisoFactorization(Factorization):
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.asarray(b, dtype=np.float64)
         return self.solve_into(b, np.empty(b.shape, order="F"))
+
+    def tune_block_solves(self) -> None:
+        """``multi_rhs = "auto"``: block or column-by-column solves, whichever is faster."""
+        self.multi_rhs = "auto"
 
     def work_estimate(self) -> tuple[float, float] | None:
         """PARDISO's own counts from the analysis (phase 11): ``iparm[18]`` MFLOP of the numeric

@@ -50,6 +50,7 @@ from fem_eigopt.sensitivity.eigenvalues import (
 )
 from fem_eigopt.sensitivity.eigenvectors import eigenvector_adjoint
 from fem_eigopt.solvers.auto import make_modal_solver
+from fem_eigopt.solvers.base import EigenSolver
 from fem_eigopt.solvers.modes import Modes
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class DesignEvaluator:
         # Modes up to the highest one a response uses are differentiated and must be accurate
         # (iterative solvers add what they need to see whether the last one's cluster is
         # complete); the others are only reported.
-        self.solver = make_modal_solver(self.n_modes, a, backend=backend, model=self.model, repeated=True,
+        self.solver: EigenSolver = make_modal_solver(self.n_modes, a, backend=backend, model=self.model, repeated=True,
                                         accurate_modes=max_mode)
         if self.n_modes > a.n_modes:
             # The last mode was added here only to see whether mode `max_mode`'s cluster is
@@ -193,7 +194,7 @@ class DesignEvaluator:
         # Start feasible: with projection the floor x_min lifts a uniform start slightly above
         # the volume limit, and NLopt's MMA behaves badly from infeasible starts.
         z0 = self._within_volume(self.initial_design())
-        solved = self._solve(z0)
+        solved = self.analyse(z0)
         state = solved["state"]
         b0 = []
         lower_b, upper_b = [], []
@@ -221,7 +222,7 @@ class DesignEvaluator:
         """
         x = np.array(x, dtype=float)
         x[: self.n_design] = self._within_volume(x[: self.n_design])
-        state = self._solve(x[: self.n_design])["state"]
+        state = self.analyse(x[: self.n_design])["state"]
         b = x[self.n_design:]  # a view: the bound variables are reset in place
         for ri, r in enumerate([self.objective] + self.constraints):
             sl = self._bound_slices[ri]
@@ -284,7 +285,28 @@ class DesignEvaluator:
         self._solve_key = None
 
     # ------------------------------------------------------------------ forward
-    def _solve(self, z: np.ndarray) -> dict[str, Any]:
+    @property
+    def last_analysis(self) -> dict[str, Any] | None:
+        """The last :meth:`analyse` result (read-only; None before the first)."""
+        return self._solved
+
+    def analyse(self, z: np.ndarray) -> dict[str, Any]:
+        """Forward analysis of the density variables ``z`` (n_design,), cached on ``z`` and β.
+
+        Parameters
+        ----------
+        z : ndarray (n_design,)
+            Density design variables.
+
+        Returns
+        -------
+        dict
+            ``z``, ``rho`` (n_elem,) physical densities and ``pull`` (their chain rule back to z),
+            ``s_K``, ``ds_K``, ``s_M``, ``ds_M`` (n_elem,) element scale factors and their
+            derivatives, ``K``, ``M`` (n_free, n_free) matrices, ``modes`` (Modes),
+            ``vectors`` (n_free, n_modes) with every cluster rotated for the latest design change,
+            ``state`` (ModalState for the responses) and ``timings`` (seconds per stage).
+        """
         key = np.ascontiguousarray(z).tobytes() + np.float64(self.beta).tobytes()
         if key == self._solve_key and self._solved is not None:
             return self._solved
@@ -299,14 +321,13 @@ class DesignEvaluator:
         M = self.model.mass(s_M)
         t["assembly"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        if hasattr(self.solver, "design_change"):
-            self.solver.design_change = self._design_change(rho) if self.inexact_gradients else None
+        self.solver.design_change = self._design_change(rho) if self.inexact_gradients else None
         # No Lanczos warm start: ARPACK started in the span of the previous modes meets an
         # invariant subspace after k steps and restarts, which measured slower than the fixed
         # start vector; a fixed start also makes every evaluation depend on x alone.
         modes = self.solver.solve(K, M)
         t["modal"] = time.perf_counter() - t2
-        t.update({f"modal_{k}": v for k, v in getattr(self.solver, "last_timings", {}).items()})
+        t.update({f"modal_{k}": v for k, v in self.solver.last_timings.items()})
         vectors = self._align_clusters(modes, rho, ds_K, ds_M)
         state = ModalState(
             eigenvalues=modes.eigenvalues, vectors=vectors, densities=rho,
@@ -358,7 +379,7 @@ class DesignEvaluator:
         t_start = time.perf_counter()
         z, b = x[: self.n_design], x[self.n_design:]
         solves_before = self.solver.n_solves
-        solved = self._solve(z)
+        solved = self.analyse(z)
         fresh_solve = self.solver.n_solves != solves_before
         state = solved["state"]
         state.iteration = self.n_evaluations
@@ -425,8 +446,8 @@ class DesignEvaluator:
         for r, p in enumerate(partials):
             if p.d_eigenvalues is not None:
                 D_lam[:, r] = p.d_eigenvalues
-        if hasattr(self.solver, "mode_weights"):  # for the next design's per-mode tolerances
-            self.solver.mode_weights = mode_weights(D_lam, modes.eigenvalues, partials)
+        # for the next design's per-mode tolerances (solvers without them ignore the weights)
+        self.solver.mode_weights = mode_weights(D_lam, modes.eigenvalues, partials)
         g_sK = np.zeros((n_elem, R))
         g_sM = np.zeros((n_elem, R))
         used = np.flatnonzero(np.any(D_lam != 0, axis=1))

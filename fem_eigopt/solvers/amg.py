@@ -1,12 +1,11 @@
 """Modal analysis without factorisation: LOBPCG preconditioned by smoothed-aggregation AMG.
 
 For large 3D meshes a sparse Cholesky/LU of ``K - σM`` no longer fits in memory or pays for
-itself. Measured with PARDISO on the hex1 cantilever of ``benchmarks/bench_scale.py``: 89k / 207k
-/ 398k dofs gave 68M / 227M / 546M nonzeros in the factor (∝ n^1.34), 0.6 / 1.9 / 4.4 GB of
-numeric memory and 4.5 / 14 / 45 s per numeric refactorisation (∝ n^1.8); extrapolated to the
-1.07M-dof mesh, 2.1e9 nonzeros (beyond 32-bit indices), ~17 GB next to the model's 6 GB, and
-~4 min per factorisation — against 24 s per optimisation iteration and a 12.3 GiB peak here (``eigensolver="auto"`` switches to
-this solver there: :func:`~fem_eigopt.solvers.auto.make_modal_solver`). :class:`AMGModalSolver` finds the lowest eigenpairs of
+itself: on hex meshes the factor's non-zeros grow like n^1.34 and a numeric refactorisation's
+time like n^1.8, so that at a million dofs the factor no longer fits 32-bit indices nor the
+memory next to the model, while the AMG solver's memory and work grow like n (measurements in
+docs/performance.md; ``eigensolver="auto"`` switches to this solver there:
+:func:`~fem_eigopt.solvers.auto.make_modal_solver`). :class:`AMGModalSolver` finds the lowest eigenpairs of
 ``K x = λ M x`` with the locally optimal block preconditioned conjugate gradient method (LOBPCG,
 Knyazev 2001), preconditioned by one V-cycle of a smoothed-aggregation algebraic multigrid
 hierarchy of ``K`` (pyamg; Vaněk, Mandel & Brezina 1996) whose near-null space is the rigid-body
@@ -21,18 +20,20 @@ The pieces, and why they are not the library defaults:
   vectors, so the V-cycle here is our own: a Chebyshev polynomial smoother in ``D⁻¹A`` (degree 3,
   the upper 1/20 of the spectrum; symmetric, so the V-cycle is an SPD preconditioner) applied to
   all vectors at once, and a dense Cholesky on the coarsest level. Block products go through MKL's
-  sparse BLAS when the PARDISO backend's ``mkl_rt`` is there: 13.9 ms against SciPy's 26.9 ms for
-  K (6.7M nonzeros) times 7 vectors, which halved the time per LOBPCG iteration (0.38 → 0.19 s at
-  89k dofs). On the final design of a 28k-dof optimisation, degree 2/3/4 took 33/25/23
+  sparse BLAS when the PARDISO backend's ``mkl_rt`` is there (it reads each row of K once for the
+  whole block; about twice as fast as SciPy's product, see docs/performance.md). On the final design of a 28k-dof optimisation, degree 2/3/4 took 33/25/23
   iterations (cost per iteration 8/10/12 products): 3 is the cheapest.
-* **Eigen solver.** Our own block LOBPCG instead of ``scipy.sparse.linalg.lobpcg``: SciPy's stops
+* **Eigen solver.** The package's LOBPCG kernel (:mod:`fem_eigopt.solvers.lobpcg`, shared with
+  the subspace solver) instead of ``scipy.sparse.linalg.lobpcg``: SciPy's stops
   on an absolute residual norm, meaningless for K ~ 1e10 N/m (on a 13k-dof cantilever its
   residuals stalled at 1e-5 with eigenvalues already exact to 1e-13), and it requires the whole
   block, guard vectors included, to converge. Here the criterion is the relative residual
-  ``‖Kx − θMx‖ / (‖Kx‖ + |θ|‖Mx‖)`` of the wanted vectors only (with a rounding floor); the
-  Rayleigh–Ritz step M-orthonormalises [X, W, P] by an eigen-decomposition of its Gram matrix,
-  dropping dependent directions (Hetmaniuk & Lehoucq 2006, "Basis selection in LOBPCG"), restarts
-  without P on a negative Ritz value, and the best iterate is returned.
+  ``‖Kx − θMx‖ / (‖Kx‖ + |θ|‖Mx‖)`` of the wanted vectors only (with a rounding floor,
+  :func:`~fem_eigopt.solvers.lobpcg.relative_residuals`); the preconditioned residuals are
+  M-orthogonalised against X, the Rayleigh–Ritz step M-orthonormalises [X, W, P] by an
+  eigen-decomposition of its Gram matrix, dropping dependent directions (Hetmaniuk & Lehoucq 2006,
+  "Basis selection in LOBPCG"), restarts without P on a negative Ritz value, and when the residuals
+  stagnate at rounding level the best iterate is returned.
 * **Warm start and reuse.** The previous call's block (wanted and guard vectors) starts the next
   solve, and the hierarchy is kept — only the finest level's operator, diagonal and spectral bound
   are updated to the new K. It is rebuilt when material has appeared where the hierarchy saw
@@ -48,8 +49,8 @@ The pieces, and why they are not the library defaults:
   iterations (median 35, most with a rebuild midway), the 6 at 1.0–3.4 took 8–21. Material removed is harmless: on pyMOTO's 3D problem (our MMA,
   move 0.1) the kept hierarchy took 14–16 iterations per design against 13–15 with new ones, with
   diagonals fallen by up to 1e8 and risen by at most 5.6. The earlier rule, the two-sided spread
-  (0.1 % to 99.9 % quantile ratio above 300), rebuilt there at 13 of 21 designs for nothing:
-  2.6 s per MMA iteration against 1.7–2.2 s with the one-sided rule.
+  (0.1 % to 99.9 % quantile ratio above 300), rebuilt there at 13 of 21 designs for nothing,
+  which made the MMA iterations slower than with the one-sided rule.
 
 Stiffness contrast (SIMP, x_min = 1e-3: E_void/E_solid = 1e-9), measured on a 30×15×8 hex1
 cantilever (12960 dofs, 5 modes, tol 1e-8, iterations from random vectors):
@@ -97,13 +98,19 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from fem_eigopt.errors import InputError
-from fem_eigopt.linalg.kernels import BlockOperator, ritz_pairs
+from fem_eigopt.linalg.kernels import BlockOperator
 from fem_eigopt.linalg.mkl import load_function, sparse_blas
+from fem_eigopt.solvers.lobpcg import (
+    LobpcgCounts,
+    Workspace,
+    lobpcg,
+    relative_residuals,
+)
 from fem_eigopt.solvers.modes import Modes, modes_from_vectors, step_tolerance
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AMGModalSolver", "AMGPreconditioner", "lobpcg", "rigid_body_modes"]
+__all__ = ["AMGModalSolver", "AMGPreconditioner", "rigid_body_modes"]
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -333,7 +340,7 @@ class AMGPreconditioner:
         (|a_ij| / √(a_ii a_jj), node level) splits the structure into regions; the rigid modes of
         the solid ones except the largest (at most ``max_components``) become the columns of Z, and
         the preconditioner adds Z (ZᵀAZ)⁻¹ Zᵀ (still symmetric positive definite). The regions are
-        found at setup (a pass over A, 0.4 s at 28k dofs); :meth:`update_fine` only refactors ZᵀAZ.
+        found at setup (one pass over A); :meth:`update_fine` only refactors ZᵀAZ.
         Skipped when the diagonal varies by less than 1/strength_tol (no contrast).
         """
         self.Z = None
@@ -443,124 +450,13 @@ class _VCycleSolve:
 
 
 # --------------------------------------------------------------------------------------------- #
-# LOBPCG
-
-
-def _gram(blocks) -> tuple[np.ndarray, np.ndarray]:
-    """Gram matrices SᵀKS and SᵀMS of S = [B_1, B_2, …] from the blocks and their products, block
-    by block (no copy of S: at a million dofs a stacked S, KS, MS cost 0.5 s per iteration)."""
-    sizes = [b[0].shape[1] for b in blocks]
-    offsets = np.cumsum([0] + sizes)
-    GK = np.empty((offsets[-1], offsets[-1]))
-    GM = np.empty_like(GK)
-    for i, (Bi, _, _) in enumerate(blocks):
-        for j in range(i, len(blocks)):
-            _, KBj, MBj = blocks[j]
-            si, sj = slice(offsets[i], offsets[i + 1]), slice(offsets[j], offsets[j + 1])
-            GK[si, sj] = Bi.T @ KBj
-            GM[si, sj] = Bi.T @ MBj
-            if j != i:
-                GK[sj, si] = GK[si, sj].T
-                GM[sj, si] = GM[si, sj].T
-    return GK, GM
-
-
-def lobpcg(K, M, X: np.ndarray, precond, n_wanted: int | None = None, tol: float = 1e-8, maxiter: int = 200,
-           on_iteration=None, stagnation: int = 15):
-    """Smallest eigenpairs of ``K x = λ M x`` by block LOBPCG with soft locking.
-
-    Parameters
-    ----------
-    K, M : sparse matrices (n, n)
-        Symmetric; M positive definite.
-    X : ndarray (n, m)
-        Initial block (m ≥ n_wanted; the extra columns are guard vectors).
-    precond : callable
-        ``precond(R) ≈ K⁻¹R`` for a block R (n, k); symmetric positive definite.
-    n_wanted : int
-        Leading columns whose convergence ends the iteration (default: all m).
-    tol : float or ndarray (n_wanted,)
-        Relative residual ``‖Kx − θMx‖ / (‖Kx‖ + |θ|‖Mx‖)`` for convergence (per column).
-    maxiter : int
-    on_iteration : callable, optional
-        ``on_iteration(it, theta, residuals)`` after each iteration; returning True stops.
-    stagnation : int
-        Once the largest wanted residual is below 1000·tol, stop when it has not decreased for this
-        many iterations (the iterate with the smallest one is returned).
-
-    Returns
-    -------
-    theta : ndarray (m,), X : ndarray (n, m) M-orthonormal, iterations : int, residuals : ndarray (m,)
-    """
-    X = np.array(X, dtype=float)
-    n, m = X.shape
-    n_wanted = m if n_wanted is None else int(n_wanted)
-    tol_w = np.broadcast_to(np.asarray(tol, dtype=float), (n_wanted,))
-    tol_all = np.concatenate([tol_w, np.full(m - n_wanted, tol_w.max())])
-    KX, MX = K @ X, M @ X
-    theta, C = ritz_pairs(X.T @ KX, X.T @ MX, m)
-    X, KX, MX = X @ C, KX @ C, MX @ C
-    P = KP = MP = None
-    # Rounding in K @ x is about eps·‖K‖·‖x‖: a mode whose λ is ~1e-14 of K's largest (a solid
-    # island in void) cannot reach ``tol`` relative to itself; the floor accepts ~300 eps·‖K‖·‖x‖.
-    floor = 300.0 * np.finfo(float).eps / tol_w.min() * float(np.abs(K.diagonal()).max())
-    residuals = np.full(m, np.inf)
-    best = (np.inf, theta, X, residuals)
-    best_it = 0
-    it = 0
-    for it in range(maxiter + 1):
-        if it and it % 25 == 0:  # refresh the tracked products (rounding drift)
-            KX, MX = K @ X, M @ X
-            if P is not None:
-                KP, MP = K @ P, M @ P
-        R = KX - MX * theta
-        residuals = np.linalg.norm(R, axis=0) / (np.linalg.norm(KX, axis=0) + np.abs(theta) * np.linalg.norm(MX, axis=0)
-                                                 + floor * np.linalg.norm(X, axis=0))
-        score = float((residuals[:n_wanted] / tol_w).max())
-        if score < best[0]:
-            best, best_it = (score, theta, X, residuals), it
-        if on_iteration is not None and on_iteration(it, theta, residuals):
-            break
-        if score < 1.0 or it == maxiter:
-            break
-        if best[0] < 1e3 and it - best_it >= stagnation:  # at the rounding floor: more iterations add noise
-            break
-        active = residuals >= tol_all
-        W = precond(R[:, active])
-        W -= X @ (MX.T @ W)  # M-orthogonal to the current Ritz vectors
-        KW, MW = K @ W, M @ W
-        blocks = [(X, KX, MX), (W, KW, MW)] + ([(P, KP, MP)] if P is not None else [])
-        GK, GM = _gram(blocks)
-        theta_new, C = ritz_pairs(GK, GM, m)
-        if P is not None and theta_new[0] < -1e-6 * abs(theta[-1]):
-            # a negative Ritz value of a definite pencil: rounding in a nearly dependent basis
-            # (seen at cond(K, M) ~ 1e16, solid islands in void). Restart without P.
-            blocks = blocks[:2]
-            k2 = m + W.shape[1]
-            theta_new, C = ritz_pairs(GK[:k2, :k2], GM[:k2, :k2], m)
-        theta = theta_new
-        # P = [W, P] C_rest, X = X C_x + P (and the same combinations of the K and M products)
-        rows = np.cumsum([0] + [b[0].shape[1] for b in blocks])
-        new = []
-        for j in range(3):
-            acc = blocks[1][j] @ C[rows[1]:rows[2]]
-            if len(blocks) == 3:
-                acc += blocks[2][j] @ C[rows[2]:rows[3]]
-            new.append(acc)
-        P, KP, MP = new
-        X, KX, MX = X @ C[:m] + P, KX @ C[:m] + KP, MX @ C[:m] + MP
-    _, theta, X, residuals = best  # the iterate with the smallest wanted residuals
-    return theta, X, it, residuals
-
-
-# --------------------------------------------------------------------------------------------- #
 # the modal solver
 
 
 class AMGModalSolver:
     """Leading eigenpairs by AMG-preconditioned LOBPCG, warm-started between calls.
 
-    Same conventions as :class:`fem_eigopt.solvers.lanczos.ModalSolver`: ``n_modes + 1`` pairs are computed
+    Same conventions as :class:`~fem_eigopt.solvers.lanczos.LanczosSolver`: ``n_modes + 1`` pairs are computed
     (the extra one is ``Modes.next_eigenvalue``), vectors are M-normalised and signed by
     :func:`~fem_eigopt.solvers.modes.normalize_modes`, eigenvalues are the Rayleigh quotients xᵀKx in
     ascending order, clusters by :func:`~fem_eigopt.solvers.modes.find_clusters`.
@@ -584,7 +480,7 @@ class AMGModalSolver:
     shift : "auto" or float
         The preconditioner approximates (K + shift·c·M)⁻¹ with c = mean(diag K)/mean(diag M).
         ``"auto"``: 0 when the model has supports (K is definite), 1e-8 for a free body (like
-        ModalSolver's auto shift). A shift above the wanted eigenvalues slows their convergence by
+        LanczosSolver's auto shift). A shift above the wanted eigenvalues slows their convergence by
         about (λ + shift·c)/λ: a solid island in void has λ ~ 1e-13 of K's scale, and even 1e-8
         stopped its convergence (measured).
     reuse : bool
@@ -602,12 +498,12 @@ class AMGModalSolver:
     loose_tol : float
     fallback : int
         A solve that does not converge is redone by shift-invert Lanczos with a factorisation
-        (:class:`~fem_eigopt.solvers.lanczos.ModalSolver`) when there are at most this many free dofs;
+        (:class:`~fem_eigopt.solvers.lanczos.LanczosSolver`) when there are at most this many free dofs;
         above, the best iterate is returned with a warning.
     threads : int or None
         MKL threads for the sparse products during LOBPCG: 1 by default — they are memory bound
-        (7 columns × 6.7M nonzeros: 13.9 ms on one thread, 13.7 ms on two), and one thread makes
-        the sums, hence the results, repeatable. None: MKL's setting.
+        (a second thread measured no faster), and one thread makes the sums, hence the results,
+        repeatable. None: MKL's setting.
     degree, ratio, max_coarse, strength : AMG options (see :class:`AMGPreconditioner`).
     regions : int
         Weakly coupled solid regions (islands in void) given an exact rigid-body correction
@@ -644,6 +540,11 @@ class AMGModalSolver:
     """
 
     backend = "amg"
+    #: LOBPCG stops (or rebuilds a kept hierarchy) when the residuals, within 1000 tolerances,
+    #: have not decreased for this many iterations: rounding level (the best iterate is returned)
+    STAGNATION = 15
+    #: LOBPCG recomputes its carried products K X, M X, K P, M P every this many iterations
+    REFRESH_PRODUCTS = 25
 
     @property
     def factorization(self) -> "_VCycleSolve | None":
@@ -694,6 +595,12 @@ class AMGModalSolver:
         self.last_residuals = np.zeros(0)
         self.last_timings: dict[str, float] = {}
         self.iteration_history: list[tuple[int, bool]] = []
+        #: accepted for the interface (per-mode tolerances of the subspace solver); unused here
+        self.mode_weights: np.ndarray | None = None
+        #: LOBPCG work over all solves
+        self.counts = LobpcgCounts()
+        self._workspace = Workspace()  # LOBPCG's kept arrays
+        self._t_rebuild = 0.0  # seconds rebuilding the hierarchy midway in the current solve
         self._block: np.ndarray | None = None
         self._baseline: int | None = None  # iterations of the last solve with a fresh hierarchy
         self._excess = 0.0  # seconds of iterations beyond the baseline since the last setup
@@ -704,6 +611,28 @@ class AMGModalSolver:
         design); the hierarchy is rebuilt too."""
         self._block = None
         self._rebuild = True
+
+    def release(self) -> None:
+        """Free the hierarchy and the kept vectors (the next solve starts from random vectors)."""
+        self.preconditioner = None
+        self._workspace.release()
+        self._block = None
+
+    @property
+    def n_lobpcg_iterations(self) -> int:
+        """LOBPCG iterations over all solves."""
+        return self.counts.iterations
+
+    @property
+    def n_preconditioner_columns(self) -> int:
+        """Columns a V-cycle was applied to over all solves."""
+        return self.counts.preconditioner_columns
+
+    def work_counts(self) -> dict[str, int]:
+        """Work done over all solves (see :meth:`~fem_eigopt.solvers.base.EigenSolver.work_counts`)."""
+        return {"solves": self.n_solves, "factorizations": 0, "iterations": self.n_lobpcg_iterations,
+                "preconditioner_columns": self.n_preconditioner_columns, "rayleigh_ritz": self.counts.rayleigh_ritz,
+                "setups": self.n_setups, "fallbacks": self.n_fallbacks}
 
     # -- pieces
     def _near_null_space(self, n: int) -> tuple[np.ndarray, int]:
@@ -787,27 +716,16 @@ class AMGModalSolver:
         # With a kept hierarchy, give up 10 iterations beyond those of the last fresh solve, build
         # a new one and continue from the current block.
         limit = self.maxiter if fresh or self._baseline is None else min(self.maxiter, self._baseline + 10)
-        with _MKLThreads(self.threads):
-            theta, X, iterations, res = lobpcg(Kop, Mop, X0, self.preconditioner, n_wanted=k, tol=tol,
-                                               maxiter=limit)
-        t_iterate = time.perf_counter() - t1
-        if np.any(res[:k] >= tol) and not fresh:
-            logger.debug("AMG-LOBPCG: not converged after %d iterations with a kept hierarchy; rebuilding",
-                         iterations)
-            t = time.perf_counter()
-            self._setup(A)
-            t_setup += time.perf_counter() - t
+        result = self._iterate(Kop, Mop, A, X0, tol, k, limit, stale=not fresh)
+        t_setup += self._t_rebuild
+        t_iterate = time.perf_counter() - t1 - self._t_rebuild
+        X, iterations, res = result.X, result.iterations, result.residuals
+        if result.refreshed_at is not None:
             fresh = True
-            t = time.perf_counter()
-            with _MKLThreads(self.threads):
-                theta, X, its, res = lobpcg(Kop, Mop, X, self.preconditioner, n_wanted=k, tol=tol,
-                                            maxiter=self.maxiter)
-            t_iterate += time.perf_counter() - t
-            iterations += its
-            self._baseline = its
+            self._baseline = iterations - result.refreshed_at
         elif fresh:
             self._baseline = iterations
-        converged = bool(np.all(res[:k] < tol))
+        converged = result.converged
         self._account(iterations, t_iterate, converged)
         self.last_iterations, self.last_residuals = iterations, res
         self.iteration_history.append((iterations, fresh))
@@ -818,9 +736,9 @@ class AMGModalSolver:
                 logger.warning("AMG-LOBPCG did not converge in %d iterations (relative residuals %s, tol %.1e): "
                                "shift-invert Lanczos with a factorisation instead", iterations,
                                np.array2string(res[:k], precision=2), self.last_tol)
-                from fem_eigopt.solvers.lanczos import ModalSolver
+                from fem_eigopt.solvers.lanczos import LanczosSolver
 
-                direct = ModalSolver(k, cluster_tol=self.cluster_tol).solve(K, M)
+                direct = LanczosSolver(k, cluster_tol=self.cluster_tol).solve(K, M)
                 vecs = direct.vectors
                 self._block = np.hstack([vecs, X[:, k:]])
                 self.n_fallbacks += 1
@@ -833,6 +751,35 @@ class AMGModalSolver:
         self.n_solves += 1
         return modes_from_vectors(vecs, Kop, M, self.n_modes, self.shift, self.cluster_tol, stiffness_scale=scale,
                                   warn=self.warn_incomplete_cluster)
+
+    def _iterate(self, Kop: BlockOperator, Mop: BlockOperator, A: sp.csr_matrix, X0: np.ndarray, tol: np.ndarray,
+                 k: int, limit: int, stale: bool):
+        """LOBPCG (:func:`~fem_eigopt.solvers.lobpcg.lobpcg`) preconditioned by the V-cycle, from X0
+        (n, m); a kept (``stale``) hierarchy is rebuilt for A midway when the limit is reached or
+        the residuals stagnate. Seconds rebuilding go to ``_t_rebuild``."""
+        self._t_rebuild = 0.0
+
+        def rebuild() -> None:
+            logger.debug("AMG-LOBPCG: not converging with a kept hierarchy; rebuilding")
+            t = time.perf_counter()
+            self._setup(A)
+            self._t_rebuild += time.perf_counter() - t
+
+        m = X0.shape[1]
+        tol_all = np.concatenate([tol, np.full(m - k, tol.max())])  # guard vectors: not waited for
+        # Rounding in K @ x is about eps·‖K‖·‖x‖: a mode whose λ is ~1e-14 of K's largest (a solid
+        # island in void) cannot reach ``tol`` relative to itself; the floor accepts ~300 eps·‖K‖·‖x‖.
+        floor = 300.0 * np.finfo(float).eps / tol.min() * float(np.abs(Kop.diagonal()).max())
+        with _MKLThreads(self.threads):
+            return lobpcg(Kop, Mop, X0, self._precondition, relative_residuals(floor), lambda lam: (tol_all, k),
+                          workspace=self._workspace, counts=self.counts, limit=limit, fresh_limit=self.maxiter,
+                          stale=stale, refresh=rebuild, orthogonalize=True, stagnation=self.STAGNATION,
+                          refresh_products=self.REFRESH_PRODUCTS, drop=1e-8)
+
+    def _precondition(self, R: np.ndarray, out: np.ndarray, dots: np.ndarray) -> None:
+        """One V-cycle on the block R (n, a) into ``out``; ``dots`` = rᵀ T r per column."""
+        out[...] = self.preconditioner(R)
+        dots[...] = np.einsum("ij,ij->j", R, out)
 
     def _account(self, iterations: int, seconds: float, converged: bool) -> None:
         """Rent or buy: rebuild once the iterations beyond those of the last solve with a fresh

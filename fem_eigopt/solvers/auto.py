@@ -7,7 +7,8 @@ import logging
 
 import numpy as np
 
-from fem_eigopt.solvers.lanczos import ModalSolver
+from fem_eigopt.solvers.base import EigenSolver
+from fem_eigopt.solvers.lanczos import LanczosSolver
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _factors_too_big(model, backend: str) -> bool:
 
 
 def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=None,
-                      repeated: bool = False, accurate_modes: int | None = None):
+                      repeated: bool = False, accurate_modes: int | None = None) -> EigenSolver:
     """The eigen solver an :class:`~fem_eigopt.problem.definition.Analysis` asks for.
 
     Parameters
@@ -82,23 +83,22 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
     """
     kind = analysis.eigensolver
     if kind == "auto":
-        # Measured (benchmarks/bench_topology.py, bench_pymoto.py, 2 cores): in 3D the
-        # warm-started solver is ~3x faster per design. In 2D it is 1.4x faster per MMA
-        # iteration at 10 000 free dofs and 1.8x at 20 000 and 40 000 (pyMOTO's problem), but on
-        # the 6 700-dof Du & Olhoff beam (continuation restarts, a double eigenvalue) shift-invert
-        # Lanczos with a fresh factorisation per design was 1.5x faster — and the beams'
-        # published-optimum results were validated with it.
+        # The warm-started solver is faster per design in 3D and, from SUBSPACE_MIN_DOFS_2D on,
+        # in 2D; on small 2D beams (continuation restarts, a double eigenvalue) shift-invert
+        # Lanczos with a fresh factorisation per design is faster, and the beams'
+        # published-optimum results were validated with it (benchmarks/bench_topology.py,
+        # bench_pymoto.py; measurements in docs/performance.md).
         dim = model.dim if model is not None else 2
         n_free = model.n_free if model is not None else 0
         kind = "subspace" if repeated and (dim == 3 or n_free >= SUBSPACE_MIN_DOFS_2D) else "arpack"
-        # Where a factorisation fits it is faster (3D, 27 720 to 206 640 dofs: 1.6-3.3x per
-        # iteration, benchmarks/bench_scale.py); where it does not, the AMG solver needs none.
+        # Where a factorisation fits it is faster (benchmarks/bench_scale.py); where it does
+        # not, the AMG solver needs none.
         if dim == 3 and n_free >= FACTOR_MEMORY_CHECK_DOFS_3D and _factors_too_big(
                 model, backend or analysis.backend):
             kind = "amg"
     common = dict(cluster_tol=analysis.cluster_tol)
-    tol_per_change = getattr(analysis, "eigen_tol_per_change", 1e-2)  # the iterative solvers only
-    if getattr(analysis, "eigen_tol", None) is not None:
+    tol_per_change = analysis.eigen_tol_per_change  # the iterative solvers only
+    if analysis.eigen_tol is not None:
         common["tol"] = float(analysis.eigen_tol)
     if kind == "amg":
         from fem_eigopt.solvers.amg import (
@@ -113,14 +113,14 @@ def make_modal_solver(n_modes: int, analysis, backend: str | None = None, model=
         from fem_eigopt.solvers.subspace import SubspaceModalSolver
 
         backend = backend or analysis.backend
-        precision = getattr(analysis, "preconditioner_precision", "auto")
+        precision = analysis.preconditioner_precision
         if precision == "auto":
-            # Single-precision factors: 2x faster factorisations and solves in 3D, 1.3-1.6x in 2D,
-            # and the same LOBPCG iteration counts (measured on the pyMOTO comparison problems:
-            # iterations 1.7x faster in 3D, 1.2x in 2D, objectives equal to 1e-9).
+            # Single-precision factors: half the memory traffic of factorisations and solves, and
+            # the same LOBPCG iteration counts (pyMOTO comparison problems: objectives equal to
+            # 1e-9; speed-ups in docs/performance.md).
             resolved = default_backend() if backend == "auto" else backend
             precision = "single" if resolved == "pardiso" else "double"
         return SubspaceModalSolver(n_modes, shift=analysis.shift, backend=backend,
                                    accurate_modes=accurate_modes, precision=precision,
                                    tol_per_change=tol_per_change, **common)
-    return ModalSolver(n_modes, shift=analysis.shift, backend=backend or analysis.backend, **common)
+    return LanczosSolver(n_modes, shift=analysis.shift, backend=backend or analysis.backend, **common)

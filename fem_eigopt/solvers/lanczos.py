@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -19,9 +20,17 @@ from fem_eigopt.solvers.modes import (
     shifted_matrix,
 )
 
+logger = logging.getLogger(__name__)
 
-class ModalSolver:
-    """Leading eigenpairs with a factorisation kept between calls.
+__all__ = ["LanczosSolver", "ModalSolver"]
+
+
+class LanczosSolver:
+    """Leading eigenpairs by shift-invert Lanczos with a factorisation kept between calls.
+
+    Implements :class:`~fem_eigopt.solvers.base.EigenSolver`. Every solve factorises ``K − σM``
+    afresh (the symbolic analysis is kept) and converges to ARPACK's accuracy: ``design_change``
+    and ``mode_weights`` are accepted and ignored, ``last_tol`` is always ``tol``.
 
     Parameters
     ----------
@@ -38,14 +47,20 @@ class ModalSolver:
         ARPACK relative accuracy (0 = machine precision).
     lanczos_threads : int or None
         BLAS/MKL threads during the Lanczos iteration (its solves and small dense algebra);
-        1 by default, which measured several times faster on a busy 2-core machine and no slower
-        on a quiet one. The factorisation itself runs with the library's default threads.
+        1 by default: the solves and the small dense algebra gain little from more threads, and
+        on a machine shared with other processes extra threads only wait for each other. The factorisation itself runs with the library's default threads.
         ``None`` leaves the thread settings alone.
 
     Attributes
     ----------
+    backend : str
+        The factorisation backend's name.
     last_timings : dict
         Seconds spent in the last solve: ``factorization`` and ``eigensolve``.
+    last_iterations : int
+        Always 0 (ARPACK's iterations are not counted).
+    n_solves : int
+        Solves so far (each one factorisation).
     """
 
     AUTO_SHIFT_FACTOR = 1e-8
@@ -67,6 +82,26 @@ class ModalSolver:
         self.last_timings: dict[str, float] = {}
         #: warn when the last requested mode's cluster continues beyond it (off for internal use)
         self.warn_incomplete_cluster = True
+        #: accepted for the interface (the step-following tolerance of iterative solvers); unused
+        self.design_change: float | None = None
+        #: accepted for the interface (per-mode tolerances of iterative solvers); unused
+        self.mode_weights: np.ndarray | None = None
+
+    @property
+    def last_tol(self) -> float:
+        """The tolerance of the last solve: always ``tol``."""
+        return self.tol
+
+    def reset(self) -> None:
+        """Nothing to forget: no vectors are carried between solves."""
+
+    def release(self) -> None:
+        """Free the factorisation (the next solve factorises again, with a new analysis)."""
+        self.factorization.release()
+
+    def work_counts(self) -> dict[str, int]:
+        """Work done over all solves (see :meth:`~fem_eigopt.solvers.base.EigenSolver.work_counts`)."""
+        return {"solves": self.n_solves, "factorizations": self.n_solves, "iterations": 0, "preconditioner_columns": 0}
 
     def _auto_shift(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
         return -self.AUTO_SHIFT_FACTOR * float(np.mean(K.diagonal())) / float(np.mean(M.diagonal()))
@@ -111,3 +146,7 @@ class ModalSolver:
         return modes_from_vectors(vecs, K, M, self.n_modes, sigma, self.cluster_tol,
                                   stiffness_scale=abs(sigma) / self.AUTO_SHIFT_FACTOR,
                                   warn=self.warn_incomplete_cluster)
+
+
+#: the public name of :class:`LanczosSolver` before the eigen-solver interface (``fe.ModalSolver``)
+ModalSolver = LanczosSolver

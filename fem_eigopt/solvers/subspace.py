@@ -2,7 +2,7 @@
 
 During an optimisation consecutive designs differ little, and so do their modes. Instead of a
 fresh shift-invert Lanczos run per design (one numeric factorisation plus ~2k–5k single solves,
-:class:`~fem_eigopt.solvers.lanczos.ModalSolver`), :class:`SubspaceModalSolver` runs LOBPCG (Knyazev 2001,
+:class:`~fem_eigopt.solvers.lanczos.LanczosSolver`), :class:`SubspaceModalSolver` runs LOBPCG (Knyazev 2001,
 "Toward the optimal preconditioned eigensolver", SIAM J. Sci. Comput. 23:517–541) on
 
     K x = λ M x,
@@ -20,7 +20,7 @@ that stalls; a solve that fails even on fresh factors
 restarts cold.
 
 The block holds ``k + 1`` wanted vectors (the modes asked for and one more to see whether the last
-cluster is complete, as in :class:`~fem_eigopt.solvers.lanczos.ModalSolver`) plus ``guard`` vectors that
+cluster is complete, as in :class:`~fem_eigopt.solvers.lanczos.LanczosSolver`) plus ``guard`` vectors that
 speed convergence of the wanted ones (the rate of mode i is governed by λ_i / λ_{block+1}).
 The first design is solved by shift-invert Lanczos (ARPACK) for the whole block.
 
@@ -42,14 +42,15 @@ import scipy.sparse as sp
 
 from fem_eigopt.errors import InputError
 from fem_eigopt.linalg.factorization import Factorization, make_factorization
-from fem_eigopt.linalg.kernels import (
-    dense_matmul,
-    limited_threads,
-    reusable,
-    ritz_pairs,
-    sparse_matmul,
+from fem_eigopt.linalg.kernels import limited_threads, reusable
+from fem_eigopt.solvers.lanczos import LanczosSolver
+from fem_eigopt.solvers.lobpcg import (
+    LobpcgCounts,
+    LobpcgFailure,
+    Workspace,
+    energy_residuals,
+    lobpcg,
 )
-from fem_eigopt.solvers.lanczos import ModalSolver
 from fem_eigopt.solvers.modes import (
     Modes,
     modes_from_vectors,
@@ -71,7 +72,7 @@ class SubspaceModalSolver:
         Eigenpairs returned.
     shift : "auto" or float
         σ of the preconditioner ``(K − σM)⁻¹`` and of the cold-start Lanczos run; ``"auto"`` as in
-        :class:`~fem_eigopt.solvers.lanczos.ModalSolver` (slightly negative: K − σM positive definite).
+        :class:`~fem_eigopt.solvers.lanczos.LanczosSolver` (slightly negative: K − σM positive definite).
     backend : str
         Factorisation backend (:mod:`fem_eigopt.linalg.kernels`).
     cluster_tol : float
@@ -86,9 +87,8 @@ class SubspaceModalSolver:
         to the printed digits.
     guard : int
         Extra block vectors beyond the ``n_modes + 1`` wanted ones. 1: measured fastest on the
-        pyMOTO comparison problems (MMA iterations with guard 1, 2, 3, 5 at 200x100: 0.170, 0.185,
-        0.195, 0.223 s; 40x20x20: 1.15, 1.21, 1.23 s for 1-3) — the extra convergence speed of a
-        larger block does not repay its solves and Rayleigh-Ritz work.
+        pyMOTO comparison problems, 2D and 3D (docs/performance.md) — the extra convergence speed
+        of a larger block does not repay its solves and Rayleigh-Ritz work.
     factorization_worth : None, "measured" or float
         LOBPCG iterations one refactorisation is worth in the refresh rule of
         :meth:`_plan_refresh`. None (default): estimated from counts that are the same in every
@@ -158,13 +158,12 @@ class SubspaceModalSolver:
         iteration (2D 200x100: 9 % more preconditioner columns; 3D no difference measured).
     precision : "double" or "single"
         Precision of the kept factorisation T. ``"single"`` (PARDISO only) halves the memory traffic
-        of the factorisation and of every preconditioner solve — measured 2.0x faster both on the
-        52 920-dof 3D benchmark model (1.3x and 1.6x on 2D ones), and 1.8x (2D: 1.2x) faster MMA
-        iterations with the same LOBPCG iteration counts and the same objective history to the
-        printed digits (LOBPCG needs only a good preconditioner, not an exact one; convergence is
+        of the factorisation and of every preconditioner solve (faster factorisations, solves and
+        MMA iterations, docs/performance.md) with the same LOBPCG iteration counts and the same
+        objective history to the printed digits (LOBPCG needs only a good preconditioner, not an exact one; convergence is
         judged on the double-precision residual). The cold start (shift-invert Lanczos, which
-        needs exact solves) keeps its own double-precision factorisation, freed once it is done. Should LOBPCG fail even on fresh
-        single-precision factors, or PARDISO refuse them, the solver switches to double for the
+        needs exact solves) keeps its own double-precision factorisation, freed once it is done.
+        Should LOBPCG fail even on fresh single-precision factors, or PARDISO refuse them, the solver switches to double for the
         rest of the run.
 
     Attributes
@@ -229,18 +228,19 @@ class SubspaceModalSolver:
         #: weights w_i in [0, 1] of the accurate modes in the responses' gradients, set by the
         #: design evaluator after each evaluation (see :meth:`_accurate_tolerances`); None: all 1
         self.mode_weights: np.ndarray | None = None
-        self._cold = ModalSolver(1, shift=shift, backend=backend, cluster_tol=cluster_tol)
+        self._cold = LanczosSolver(1, shift=shift, backend=backend, cluster_tol=cluster_tol)
         self._cold.warn_incomplete_cluster = False  # its block includes guard vectors
         self.factorization: Factorization = self._cold.factorization
         self.backend = self._cold.backend
         self.precision = precision
         if precision != "double":
             self.factorization = make_factorization(self.backend, precision)
-        _tune_block_solves(self.factorization)
+        self.factorization.tune_block_solves()
         self.shift: float | None = self._cold.shift
         self._X: np.ndarray | None = None
         self._shifted: np.ndarray | None = None  # values of K − σM, refilled per factorisation
-        self._sets: tuple | None = None  # LOBPCG's kept arrays (_workspace)
+        self._workspace = Workspace()  # LOBPCG's kept arrays
+        self._t_refresh = 0.0  # seconds refactorising midway in the current solve
         self._refresh_next = False
         self.last_timings: dict[str, float] = {}
         self.last_iterations = 0
@@ -249,9 +249,8 @@ class SubspaceModalSolver:
         self.n_factorizations = 0
         self.n_solves = 0
         self.n_cold_starts = 0
-        self.n_lobpcg_iterations = 0
-        self.n_preconditioner_columns = 0
-        self.n_rayleigh_ritz = 0
+        #: LOBPCG work over all solves
+        self.counts = LobpcgCounts()
         self._baseline_its: int | None = None
         self._t_factor = 0.0
         self._t_iteration: float | None = None
@@ -262,6 +261,34 @@ class SubspaceModalSolver:
     def reset(self) -> None:
         """Forget the kept vectors: the next solve starts cold (after a jump in the design)."""
         self._X = None
+
+    def release(self) -> None:
+        """Free the factorisations and the kept vectors (the next solve starts cold)."""
+        self.factorization.release()
+        self._cold.factorization.release()
+        self._workspace.release()
+        self._X = None
+
+    @property
+    def n_lobpcg_iterations(self) -> int:
+        """LOBPCG iterations over all solves."""
+        return self.counts.iterations
+
+    @property
+    def n_preconditioner_columns(self) -> int:
+        """Columns solved with the kept factorisation over all solves."""
+        return self.counts.preconditioner_columns
+
+    @property
+    def n_rayleigh_ritz(self) -> int:
+        """Rayleigh–Ritz steps over all solves."""
+        return self.counts.rayleigh_ritz
+
+    def work_counts(self) -> dict[str, int]:
+        """Work done over all solves (see :meth:`~fem_eigopt.solvers.base.EigenSolver.work_counts`)."""
+        return {"solves": self.n_solves, "factorizations": self.n_factorizations,
+                "iterations": self.n_lobpcg_iterations, "preconditioner_columns": self.n_preconditioner_columns,
+                "rayleigh_ritz": self.n_rayleigh_ritz, "cold_starts": self.n_cold_starts}
 
     def _plan_refresh(self, its: int, seconds: float, fresh: bool, stale_failed: bool = False,
                       columns: int = 0) -> None:
@@ -318,7 +345,7 @@ class SubspaceModalSolver:
         logger.info("subspace solver: %s; preconditioning in double precision from now on", why)
         self.factorization.release()
         self.factorization = self._cold.factorization
-        _tune_block_solves(self.factorization)
+        self.factorization.tune_block_solves()
         self.precision = "double"
 
     def _factor(self, K: sp.csr_matrix, M: sp.csr_matrix) -> float:
@@ -337,7 +364,7 @@ class SubspaceModalSolver:
         return self._t_factor
 
     def solve(self, K: sp.csr_matrix, M: sp.csr_matrix) -> Modes:
-        """Eigenpairs of ``K x = λ M x`` (same contract as :meth:`ModalSolver.solve`)."""
+        """Eigenpairs of ``K x = λ M x`` (same contract as :meth:`LanczosSolver.solve`)."""
         n = K.shape[0]
         m = self.n_modes
         wanted = m + 1
@@ -366,8 +393,8 @@ class SubspaceModalSolver:
                                    columns=self.n_preconditioner_columns - columns_before)
                 if self.last_tol > self.tol:
                     # eigenvalues only to ~last_tol² here: Rayleigh quotients from the carried
-                    # products (~2e-12) do, without two sparse block products (~2 ms at 40 400
-                    # dofs); a solve to tol recomputes them (Ritz-level 4e-12 would show there)
+                    # products (~2e-12) do, without two sparse block products; a solve to tol
+                    # recomputes them (Ritz-level 4e-12 would show there)
                     products = (KX[:, :wanted], MX[:, :wanted])
             except _NotConverged as exc:
                 # The design jumped too far for the kept vectors: start again from scratch.
@@ -398,142 +425,65 @@ class SubspaceModalSolver:
         self.n_solves += 1
 
         return modes_from_vectors(X[:, :wanted], K, M, m, self.shift, self.cluster_tol,
-                                  stiffness_scale=abs(self.shift) / ModalSolver.AUTO_SHIFT_FACTOR,
+                                  stiffness_scale=abs(self.shift) / LanczosSolver.AUTO_SHIFT_FACTOR,
                                   warn=self.warn_incomplete_cluster, products=products)
 
     def _iterate(self, K: sp.csr_matrix, M: sp.csr_matrix, X0: np.ndarray,
                  fresh: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, float]:
-        """LOBPCG from ``X0``; returns (X, K X, M X, λ, iterations, seconds spent refactorising).
+        """LOBPCG from ``X0`` (:func:`~fem_eigopt.solvers.lobpcg.lobpcg`, preconditioned by the kept
+        factorisation); returns (X, K X, M X, λ, iterations, seconds spent refactorising).
 
         X and its products (carried along by the Rayleigh–Ritz updates) are views into the kept
         search-space arrays, valid until the next call (which starts from X without copying it).
 
         ``fresh``: the factorisation belongs to this design (else it is stale and is refreshed
         midway once the iterations exceed what refactorising would cost, :meth:`_stale_limit`).
-
-        The search space S = [X W P] (Ritz vectors, preconditioned residuals, LOBPCG directions)
-        and its products KS, MS live side by side in kept (n, 3b) arrays, two sets used in turn:
-        each Rayleigh–Ritz step reads the current set with two Gram products and writes the next
-        X, P (and their products, carried along: no extra sparse products) straight into the
-        other set (MKL's dgemm, :func:`~fem_eigopt.linalg.kernels.dense_matmul`, reads and writes the
-        column slices in place); the preconditioner writes W into its place there, right after X
-        (columns of converged vectors are then dropped, moving the others left). The memory
-        traffic is what costs here (n × 3b doubles per array, beyond the core's caches at 2D
-        sizes): a step took 3.8 ms instead of 13 ms block by block at 40 400 unknowns (b = 6),
-        20 ms instead of 60 ms at 160 800; copying W into place cost 1.6 ms more per iteration.
         """
-        n, b = X0.shape
-        t_refresh = 0.0
-        self.last_refresh_at = None
-        sets, residual = self._workspace(n, b)
-        identity = np.eye(b)
-        rtw_buffer = np.empty(b)  # rᵀ T r per active column (from the preconditioner's solve)
-        # start in the set holding X0 when it is the last solve's result (a view: no copies)
-        current = 1 if X0.base is sets[1][0] else 0
-        S, KS, MS = sets[current]
-        if X0.base is not S:
-            S[:, :b] = X0
-        sparse_matmul(K, X0, out=KS[:, :b])
-        sparse_matmul(M, X0, out=MS[:, :b])
-        width = b  # columns of S in use: X, then W and P of equal width
-        lam = None
-        sigma = self.shift
-        active = np.arange(b)
-        converged = np.zeros(b, dtype=bool)
-        its = its_at_refresh = 0
-        limit = self.max_iterations if fresh else self._stale_limit()
-        while True:
-            self.n_rayleigh_ritz += 1
-            try:
-                lam, C = _ritz_coefficients(S[:, :width], KS[:, :width], MS[:, :width], b, ritz_values=lam)
-            except np.linalg.LinAlgError as exc:  # the basis lost rank: start again from scratch
-                raise _NotConverged(f"LOBPCG basis degenerate after {its} iterations ({exc})", t_refresh) from exc
-            nS, nKS, nMS = sets[1 - current]
-            X, KX, MX = nS[:, :b], nKS[:, :b], nMS[:, :b]
-            for old, new in ((S, X), (KS, KX), (MS, MX)):
-                dense_matmul(old[:, :width], C, out=new)
-            if its == 0:
-                # Tight tolerance for the accurate modes and for any vector clustered with the last
-                # of them: a (near-)degenerate partner locked at the loose tolerance is mixed back
-                # into the accurate vector by every Rayleigh-Ritz step (its error is then arbitrary
-                # within the pair) — measured on the 3D benchmark, whose 4th and 5th modes are a
-                # double pair: the 4th mode's residual rose from 7e-7 to 2e-6 after its partner
-                # was locked, costing 2-4 iterations.
-                tight = min(self.accurate_modes or self.n_modes + 1, self.n_modes + 1)
-                window = max(self.CLUSTER_WINDOW, 10.0 * self.cluster_tol)
-                while tight < b and lam[tight] - lam[tight - 1] <= window * max(abs(lam[tight]), 1e-300):
-                    tight += 1
-                # The vector beyond the reported modes only tells whether the last reported
-                # cluster continues. When that mode is not differentiated (not tight) this decides
-                # nothing a gradient uses: the vector then serves as a guard (refined roughly, not
-                # waited for) and next_eigenvalue is its Ritz value (an upper bound, ~1e-2 relative).
-                wanted = max(self.n_modes + (tight >= self.n_modes), tight)
-                tol_all = np.full(b, max(self.last_tol, self.loose_tol))
-                tol_all[:tight] = self._accurate_tolerances(lam, tight, window)
-                tol_all[wanted:] = max(self.guard_tol, tol_all[wanted - 1])  # guard vectors: roughly
-            # R = KX − MX Λ for the active columns, as two GEMMs with a selection matrix: they read
-            # the column slices in place (NumPy's expression on them took 2.3 ms at 40 400 × 6,
-            # the GEMMs 0.65 ms) and write a kept buffer
-            select = identity[:, active]
-            R, W = residual[:, :active.size], nS[:, b:b + active.size]  # W in its place in [X W P]
-            dense_matmul(KX, select, out=R)
-            dense_matmul(MX, select * -lam[active], out=R, accumulate=True)
-            rtw = rtw_buffer[:active.size]
-            self.factorization.solve_into(R, W, dots=rtw)
-            self.n_preconditioner_columns += R.shape[1]
-            # Energy-norm residual: √(rᵀ T r / (λ − σ)) ≈ the eigenvector's relative error in the
-            # energy norm (exact for a fresh T), the quantity the sensitivities φ_eᵀK_eφ_e depend on.
-            # The Euclidean ‖Kx − λMx‖ would demand far more: it weighs the error's high-frequency
-            # part by λ_high/λ and, forming Kx for a smooth mode, cancels to eps·λ_max/λ.
-            res = np.sqrt(np.abs(rtw) / np.maximum(lam[active] - sigma, 1e-300))
-            done = res <= tol_all[active]
-            converged[active[done]] = True  # soft locking: a converged vector gets no more directions
-            if np.all(converged[:wanted]):
-                return X, KX, MX, lam, its, t_refresh  # views into the kept arrays; X is the next X0
-            # Stale factors: extrapolate the residual's mean rate of decrease so far and refresh as
-            # soon as convergence is predicted beyond the limit, instead of finding out at the limit
-            # (a failed probe of stale factors then costs 2-3 iterations, not the whole limit).
-            wanted_active = active < wanted
-            excess = float(np.max(res[wanted_active] / tol_all[active][wanted_active]))
-            if its == its_at_refresh:
-                excess_start = excess
-            predicted_over = False
-            if not fresh and its - its_at_refresh >= 2:
-                rate = (excess / excess_start) ** (1.0 / (its - its_at_refresh))
-                predicted_over = rate >= 1.0 or its - its_at_refresh + np.log(excess) / -np.log(rate) > limit
-            if its - its_at_refresh >= limit or predicted_over:
-                if fresh:
-                    raise _NotConverged(f"LOBPCG did not converge in {its} iterations on a fresh factorisation "
-                                        f"(energy residual {res.max():.2e} > {self.last_tol:.0e})", t_refresh)
-                # The kept preconditioner has gone stale: refactorise and carry on from here.
-                self.last_refresh_at = its
-                t_refresh += self._factor(K, M)
-                fresh = True
-                limit = self.max_iterations
-                its_at_refresh = its
-                logger.debug("subspace solver: refreshed the factorisation after %d iterations", its)
-                self.factorization.solve_into(R, W, dots=rtw)
-                self.n_preconditioner_columns += R.shape[1]
-            next_active = active[~done]
-            a = next_active.size
-            # converged vectors get no direction: drop their W columns, moving the others left
-            for to, col in enumerate(np.flatnonzero(~done)):
-                if to != col:
-                    nS[:, b + to] = nS[:, b + col]
-            sparse_matmul(K, nS[:, b:b + a], out=nKS[:, b:b + a])
-            sparse_matmul(M, nS[:, b:b + a], out=nMS[:, b:b + a])
-            p = 0
-            if width > b:  # P = [W P]_old C (the part of the new X beyond the old X), next_active columns
-                rows = C[b:width][:, next_active]
-                for old, new in ((S, nS), (KS, nKS), (MS, nMS)):
-                    dense_matmul(old[:, b:width], rows, out=new[:, b + a:b + 2 * a])
-                p = a
-            width = b + a + p
-            S, KS, MS = sets[1 - current]
-            current = 1 - current
-            active = next_active
-            its += 1
-            self.n_lobpcg_iterations += 1
+        self._t_refresh = 0.0
+
+        def refresh() -> None:
+            self._t_refresh += self._factor(K, M)
+
+        try:
+            result = lobpcg(K, M, X0, self._precondition, energy_residuals(self.shift), self._block_tolerances,
+                            workspace=self._workspace, counts=self.counts,
+                            limit=self.max_iterations if fresh else self._stale_limit(),
+                            fresh_limit=self.max_iterations, stale=not fresh, refresh=refresh, predict=True)
+        except LobpcgFailure as exc:  # the basis lost rank: start again from scratch
+            raise _NotConverged(str(exc), self._t_refresh) from exc
+        self.last_refresh_at = result.refreshed_at
+        if not result.converged:
+            raise _NotConverged(f"{result.message} on a fresh factorisation (energy residual, "
+                                f"tolerance {self.last_tol:.0e})", self._t_refresh)
+        return result.X, result.KX, result.MX, result.eigenvalues, result.iterations, self._t_refresh
+
+    def _precondition(self, R: np.ndarray, out: np.ndarray, dots: np.ndarray) -> None:
+        """The block preconditioner: solves with the kept factorisation (see ``BlockPreconditioner``)."""
+        self.factorization.solve_into(R, out, dots=dots)
+
+    def _block_tolerances(self, lam: np.ndarray) -> tuple[np.ndarray, int]:
+        """Every block vector's residual tolerance from the first Ritz values ``lam`` (b,), and how
+        many leading vectors must converge.
+
+        Tight tolerance for the accurate modes and for any vector clustered with the last of them:
+        a (near-)degenerate partner locked at the loose tolerance is mixed back into the accurate
+        vector by every Rayleigh-Ritz step (its error is then arbitrary within the pair), which
+        costs iterations on models with a double pair right after the accurate modes.
+        The vector beyond the reported modes only tells whether the last reported cluster
+        continues. When that mode is not differentiated (not tight) this decides nothing a
+        gradient uses: the vector then serves as a guard (refined roughly, not waited for) and
+        next_eigenvalue is its Ritz value (an upper bound, ~1e-2 relative).
+        """
+        b = lam.size
+        tight = min(self.accurate_modes or self.n_modes + 1, self.n_modes + 1)
+        window = max(self.CLUSTER_WINDOW, 10.0 * self.cluster_tol)
+        while tight < b and lam[tight] - lam[tight - 1] <= window * max(abs(lam[tight]), 1e-300):
+            tight += 1
+        wanted = max(self.n_modes + (tight >= self.n_modes), tight)
+        tol_all = np.full(b, max(self.last_tol, self.loose_tol))
+        tol_all[:tight] = self._accurate_tolerances(lam, tight, window)
+        tol_all[wanted:] = max(self.guard_tol, tol_all[wanted - 1])  # guard vectors: roughly
+        return tol_all, wanted
 
     def _step_tolerance(self) -> float:
         """The accurate modes' residual tolerance for this solve (see ``tol_per_change``)."""
@@ -572,23 +522,6 @@ class SubspaceModalSolver:
                 tols[i] = min(tol / max(n_weighted * wi, 1e-300), ceiling)
         return tols
 
-    def _workspace(self, n: int, b: int) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
-        """Kept arrays for :meth:`_iterate` (see `reusable`): two sets of (S, KS, MS), each (n, 3b),
-        and the residuals, (n, b)."""
-        kept = self._sets
-        if kept is None or kept[1].shape != (n, b):
-            kept = ([tuple(np.empty((n, 3 * b)) for _ in range(3)) for _ in range(2)], np.empty((n, b)))
-            self._sets = kept
-        return kept
-
-
-def _tune_block_solves(factorization: Factorization) -> None:
-    """Let a PARDISO preconditioner solve a block at once or column by column, whichever it finds
-    faster (:class:`~fem_eigopt.linalg.factorization.PardisoFactorization`, ``multi_rhs``: on 2D models the block
-    solve has a large fixed cost — LOBPCG's 2-6 column blocks then cost 1.5-4x more as a block)."""
-    if hasattr(factorization, "multi_rhs"):
-        factorization.multi_rhs = "auto"
-
 
 class _NotConverged(RuntimeError):
     """LOBPCG gave up; ``seconds`` spent refactorising on the way."""
@@ -597,20 +530,3 @@ class _NotConverged(RuntimeError):
         super().__init__(message)
         self.seconds = seconds
 
-
-def _ritz_coefficients(S: np.ndarray, KS: np.ndarray, MS: np.ndarray, b: int,
-                       ritz_values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``b`` lowest Ritz values of (K, M) in the span of S (n, w) and the coefficients C
-    (w, b) of their M-orthonormal Ritz vectors ``S C``, from S and its products KS, MS.
-
-    ``ritz_values``: the first b columns of S are M-orthonormal Ritz vectors with these Ritz
-    values (the previous step's result), so that block of the Gram matrices is set to I and
-    diag(λ) rather than computed. Directions below 1e-12 of the largest are dropped from the
-    basis (LOBPCG's blocks become nearly dependent as it converges; :func:`ritz_pairs`).
-    """
-    GM = dense_matmul(S, MS, transpose_a=True)
-    GK = dense_matmul(S, KS, transpose_a=True)
-    if ritz_values is not None:
-        GM[:b, :b] = np.eye(b)
-        GK[:b, :b] = np.diag(ritz_values)
-    return ritz_pairs(GK, GM, b, drop=1e-12)
