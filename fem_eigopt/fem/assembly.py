@@ -22,18 +22,10 @@
 The pattern is built at node level (one sort of n_elem · n_node² keys, n_node = n_edof / dim, 9×
 fewer than the dof-level keys in 3D) and expanded by dim × dim blocks; the element-entry positions
 are then computed in chunks of elements and the operator is formed by one counting-sort transpose,
-so no array of n_elem · n_edof² int64 keys is ever sorted. Measured on this 2-core machine
-(``benchmarks/bench_scale.py``, hex1, clamped face; before → after):
-
-    ======================  ========================  =====================================
-    mesh                    time                      peak memory (ru_maxrss, whole process)
-    ======================  ========================  =====================================
-    40×20×20 (54k dofs)     8.3 s → 0.6–1.0 s         1.24 GB → 0.40 GB
-    140×70×35 (1.07M dofs)  (not run) → 20–30 s       ~30 GB estimated → 6.4 GB
-    ======================  ========================  =====================================
-
-(traced peak per operator entry, hex1 24×12×12: 152 B → 41 B; the estimate for the old build at
-a million dofs is that times 198M entries plus its 6 GB of basis tables).
+so no array of n_elem · n_edof² int64 keys is ever sorted. Sorting and holding those keys is what
+dominated the time and the peak memory of a dof-level build; the node-level build cuts both
+several-fold, which is what makes million-dof hex1 models practical (``benchmarks/bench_scale.py``
+measures time and peak memory; see docs/performance.md).
 
 ``Model.basis`` is a :class:`LazyCellBasis`: the dof numbering, dof locations, mesh, element and
 quadrature at once, the per-element basis tables (18 kB per hex1 element, 6 GB at a million dofs)
@@ -68,7 +60,16 @@ def quadrature_order(element: skfem.Element) -> int:
     direction (degree 2p: 2×2 for Q1, 3×3 for Q2 and the serendipity S2), simplices degree 2p.
     scikit-fem's default (twice the element's total degree) integrates the same matrices on affine
     elements with far more points: 4×4×4 instead of 2×2×2 for Hex1, 7×7×7 instead of 3×3×3 for
-    Hex2, which made building a Hex2 model take seconds on tiny meshes.
+    Hex2 (8 and about 13 times as many), and the cost of the element matrices grows with them.
+
+    Parameters
+    ----------
+    element : skfem.Element
+
+    Returns
+    -------
+    int
+        The degree to pass as ``intorder`` to scikit-fem's basis.
     """
     dim = element.refdom.dim()
     tensor = element.refdom.__name__ in ("RefQuad", "RefHex")
@@ -94,9 +95,21 @@ def _solid_forms(lam: float, mu: float, density: float, thickness: float):
 def element_matrices(basis: skfem.Basis, lam: float, mu: float, density: float, thickness: float = 1.0):
     """Element stiffness and mass matrices of a linear elastic solid, computed by scikit-fem.
 
+    Parameters
+    ----------
+    basis : skfem.Basis
+        Vector basis (``ElementVector``) on the mesh, one quadrature for all elements.
+    lam, mu : float
+        Lamé parameters (Pa, or the unit of Young's modulus).
+    density : float
+        Mass density (kg/m³, consistent with the moduli).
+    thickness : float, default 1.0
+        Out-of-plane thickness for 2D models (m); multiplies both matrices.
+
     Returns
     -------
     Ke, Me : ndarray, shape (n_elem, n_edof, n_edof)
+        Units: N/m (stiffness) and kg (mass) in SI.
         Local dof order is scikit-fem's (``basis.element_dofs[:, e]``); the displacement component
         of local dof ``i`` is ``i % dim``.
     """
@@ -225,7 +238,17 @@ def solid_element_matrices(basis: skfem.CellBasis, lam: float, mu: float, densit
 
 
 def is_broadcast(A: np.ndarray) -> bool:
-    """True for element matrices stored once and broadcast over the elements (stride 0)."""
+    """True for element matrices stored once and broadcast over the elements (stride 0).
+
+    Parameters
+    ----------
+    A : ndarray (n_elem, n_edof, n_edof)
+
+    Returns
+    -------
+    bool
+        Whether every element shares ``A[0]`` (``np.broadcast_to``, read-only, no memory).
+    """
     return A.ndim == 3 and A.shape[0] > 1 and A.strides[0] == 0
 
 
@@ -335,7 +358,8 @@ class Model:
         s = np.ones(self.n_elements) if scale is None else np.asarray(scale, dtype=float)
         data = self.assemble_M @ s
         # in place, the same numbers as `data + point_mass_data` without another nnz-long array
-        # (a fresh 34 MB temporary costs ~5 ms of page faults at 53k dofs in 3D)
+        # (a fresh large temporary is a new mapping whose first touch costs page faults; see
+        # fem_eigopt.linalg.kernels.reusable)
         data += self.point_mass_data
         return self._csr(data)
 
@@ -557,8 +581,20 @@ def build_model(problem: Problem, fast: bool = True) -> Model:
     Cost: scikit-fem's form evaluation for one element (structured meshes, see
     :func:`solid_element_matrices`) or for every element in chunks, one sort of the
     n_elem · n_node² node-pair keys and a few passes over the n_elem · n_edof² element entries
-    (:func:`assembly_pattern`). Nothing here runs per design. ``fast=False`` evaluates every
-    element (the reference the tests compare the congruent path with).
+    (:func:`assembly_pattern`). Nothing here runs per design.
+
+    Parameters
+    ----------
+    problem : Problem
+        Mesh, element, material, supports and point masses.
+    fast : bool, default True
+        ``False`` evaluates every element (the reference the tests compare the congruent path
+        with).
+
+    Returns
+    -------
+    Model
+        K and M on the free dofs for any element scale factors (n_elem,).
     """
     mesh = problem.mesh
     dim = mesh.dim()

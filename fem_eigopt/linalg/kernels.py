@@ -12,7 +12,8 @@ import scipy.sparse as sp
 from fem_eigopt.linalg.mkl import MatrixDescriptor, dgemm, sparse_blas
 
 #: rows below which MKL runs one thread (PARDISO's factorisations and solves, GEMMs on blocks of
-#: vectors): the gain of a second thread is then smaller than its start-up and contention
+#: vectors): a second thread does not pay for blocks this small, its start-up and contention cost
+#: more than it gains (see docs/performance.md)
 SMALL_SYSTEM_ROWS = 20_000
 
 _thread_controller = None
@@ -23,8 +24,19 @@ def limited_threads(n: int | None = 1):
 
     Used around the Lanczos iteration: its work is triangular solves with one right-hand side and
     tall-skinny dense algebra, which gain nothing from threads but lose badly when threads are
-    oversubscribed (measured: 0.68 s vs 0.08 s per evaluation of the 160 × 20 beam with another
-    process on the second core). ``None`` leaves the settings alone.
+    oversubscribed: every small BLAS call then waits for a thread whose core another process
+    holds (see docs/performance.md).
+
+    Parameters
+    ----------
+    n : int or None, default 1
+        Maximum number of OpenBLAS threads inside the context. ``None`` leaves the settings
+        alone.
+
+    Returns
+    -------
+    context manager
+        Restores the previous limits on exit.
     """
     import contextlib
 
@@ -45,12 +57,13 @@ class BlockOperator:
     """``A @ X`` for blocks X (n, k), k ≥ 2: MKL's ``mkl_sparse_d_mm`` (MKL's threads) when
     available, SciPy for single vectors and everywhere else. Holds no copy of A.
 
-    Measured 4-5x faster than SciPy's single-threaded ``csr_matvecs`` for 3-8 columns on 2 cores
-    (52 920-dof hex8 K: 15 -> 2.8 ms; 40 400-dof quad4 K: 4.2 -> 1.1 ms; 2x with one thread on a
-    7M-nonzero K) and equal to it to rounding: the MKL this was first measured with summed each row
-    sequentially like SciPy, bit for bit (the threads split rows); MKL 2025.3 and 2026.2 round
-    about half the entries one ulp differently. (``mkl_sparse_d_mv``, for single vectors, is not used: its
-    vectorised row sums round differently.)
+    Why: MKL's product reads each row of A once for all k columns and splits the rows over its
+    threads, where SciPy's ``csr_matvecs`` is single-threaded; it is faster for the few columns
+    of a Lanczos / LOBPCG block, even with one thread (see docs/performance.md). The result
+    equals SciPy's to rounding: some MKL releases sum each row sequentially like SciPy, bit for
+    bit (the threads split rows), others round some entries one ulp differently.
+    (``mkl_sparse_d_mv``, for single vectors, is not used: its vectorised row sums round
+    differently.)
     """
 
     _SPARSE_OPERATION_NON_TRANSPOSE, _SPARSE_MATRIX_TYPE_GENERAL, _SPARSE_LAYOUT_ROW_MAJOR = 10, 20, 101
@@ -107,8 +120,21 @@ def reusable(buffer: np.ndarray | None, shape: tuple[int, ...], dtype=np.float64
 
     Why buffers are kept: an array over 32 MB (glibc's largest mmap threshold; K's 4.3M entries on
     a 53k-dof hex8 model are 34 MB) is a fresh mapping every time it is allocated, and touching it
-    first costs page faults — measured 7.8 ms to fill a fresh one against 2.8 ms to refill a kept
-    one. Only arrays that never leave their owner are kept this way.
+    first costs page faults, so filling a fresh one is markedly slower than refilling a kept
+    one (see docs/performance.md). Only arrays that never leave their owner are kept this way.
+
+    Parameters
+    ----------
+    buffer : ndarray or None
+        The array kept from the previous call.
+    shape : tuple of int
+        Shape wanted.
+    dtype : dtype, default float64
+
+    Returns
+    -------
+    ndarray of ``shape`` and ``dtype``
+        ``buffer`` itself when it fits (its old contents intact), else an uninitialised array.
     """
     if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != np.dtype(dtype):
         return np.empty(shape, dtype=dtype)
@@ -119,8 +145,19 @@ def sparse_matmul(A, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     """``A @ X`` for a sparse matrix A (m, n) and X (n, k) or (n,), through :class:`BlockOperator`
     (MKL's threaded product for blocks, SciPy's to rounding); any other A: ``A @ X``.
 
-    ``out`` (m, k): where to write the product (a row-major array or a column slice of one, which
-    MKL writes in place); returned."""
+    Parameters
+    ----------
+    A : sparse matrix (m, n), or anything with ``@``
+    X : ndarray (n, k) or (n,)
+    out : ndarray (m, k), optional
+        Where to write the product (a row-major array or a column slice of one, which MKL writes
+        in place).
+
+    Returns
+    -------
+    ndarray (m, k) or (m,)
+        ``out`` when given. Units: those of A times those of X.
+    """
     if not sp.issparse(A) or np.ndim(X) != 2:
         return _into(A @ X, out)
     return BlockOperator(A).matmul(X, out=out)
@@ -149,10 +186,9 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
 
     A, B and ``out`` may be column slices of wider C-ordered arrays (LOBPCG's [X W P] side by side):
     MKL reads and writes them in place through its leading dimensions, where NumPy's ``matmul``
-    falls back to a slow loop for such an ``out`` (measured at 40 400 × 18 times 18 × 6: NumPy
-    0.94 ms into a column slice, 0.65-0.79 ms into a fresh array, MKL 0.27-0.32 ms with 2 threads,
-    0.57 ms with one; the Gram product (40 400 × 18)ᵀ(40 400 × 18): NumPy 1.1-1.6 ms, MKL 0.64-0.74
-    ms; at 160 800 rows 5.2 / 1.1 ms and 5.9 / 2.9 ms). Results agree with NumPy's to rounding.
+    falls back to a slow loop for such an ``out`` (a non-contiguous output is not handed to BLAS
+    as is) and needs a temporary plus a copy otherwise; MKL's threads also split the tall
+    dimension (see docs/performance.md). Results agree with NumPy's to rounding.
 
     Parameters
     ----------
@@ -183,8 +219,9 @@ def dense_matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None,
         return out
     B = B if _row_major(B) else np.ascontiguousarray(B, dtype=np.float64)
     row_major, no_trans, trans = 101, 111, 112
-    # PARDISO's thread rule (SMALL_SYSTEM_ROWS): one thread for small blocks, MKL's
-    # count for tall ones (quiet 2 cores, 40 400 rows: 0.32 ms with 2 threads, 0.57 with one)
+    # PARDISO's thread rule (SMALL_SYSTEM_ROWS): one thread for small blocks, whose product is
+    # too short to pay for a second thread's start-up, MKL's count for tall ones, where the
+    # rows split evenly over the threads (see docs/performance.md)
     gemm, set_local_threads = blas
     previous = set_local_threads(1 if max(A.shape[0], out.shape[0]) < SMALL_SYSTEM_ROWS else 0)
     try:
@@ -201,8 +238,30 @@ def ritz_pairs(GK: np.ndarray, GM: np.ndarray, m: int, drop: float = 1e-8) -> tu
 
     Columns are scaled to unit M-norm, the Gram matrix is diagonalised and directions with
     eigenvalues below ``drop`` times the largest are dropped (a numerically dependent basis), the
-    projected stiffness is diagonalised. Returns (θ (m,), C (s, m)) with ``CᵀGM C = I``; raises
-    ``numpy.linalg.LinAlgError`` when fewer than m directions are left.
+    projected stiffness is diagonalised (Rayleigh–Ritz on a basis that may have lost rank, as in
+    robust LOBPCG implementations).
+
+    Parameters
+    ----------
+    GK, GM : ndarray (s, s)
+        Projected stiffness ``SᵀKS`` and mass ``SᵀMS`` of a basis S (n, s); GM positive
+        semi-definite.
+    m : int
+        Number of Ritz pairs wanted.
+    drop : float, default 1e-8
+        Relative eigenvalue of the scaled Gram matrix below which a direction is dropped.
+
+    Returns
+    -------
+    theta : ndarray (m,)
+        Ritz values, ascending; units those of K over those of M ((rad/s)² for K, M).
+    C : ndarray (s, m)
+        Coefficients of the Ritz vectors ``S C``, with ``CᵀGM C = I``.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When fewer than m directions are left.
     """
     d = np.sqrt(np.clip(np.diag(GM), 0.0, None))
     d[d == 0.0] = 1.0

@@ -16,7 +16,18 @@ _mkl_pardiso_function = None
 
 
 def load_function(name: str):
-    """A function of MKL's ``mkl_rt`` (loaded as for PARDISO) taking and returning an int."""
+    """A function of MKL's ``mkl_rt`` (loaded as for PARDISO) taking and returning an int.
+
+    Parameters
+    ----------
+    name : str
+        The exported symbol, e.g. ``"MKL_Set_Num_Threads_Local"``.
+
+    Returns
+    -------
+    ctypes function
+        With ``argtypes = [c_int]`` and ``restype = c_int``.
+    """
     load_pardiso()
     fn = getattr(_mkl_library, name)
     fn.argtypes = [ctypes.c_int]
@@ -31,7 +42,8 @@ def load_pardiso():
     """The ``pardiso`` symbol of MKL's ``mkl_rt``, the library the pypardiso wheel depends on.
 
     Looked up in the environment's ``lib`` folder first: importing pypardiso (the fallback) globs
-    the whole environment for it, which costs about a second per process.
+    the whole environment for it, a walk over every installed file that each process would pay
+    at start-up.
     """
     global _mkl_pardiso_function
     if _mkl_pardiso_function is None:

@@ -108,6 +108,18 @@ def mac_matrix(A: np.ndarray, B: np.ndarray, W=None) -> np.ndarray:
 
     MAC_ij = (a_iᵀ W b_j)² / ((a_iᵀ W a_i)(b_jᵀ W b_j)) with W the identity or a weighting matrix
     (e.g. the mass matrix; Allemang & Brown 1982).
+
+    Parameters
+    ----------
+    A : ndarray (n, p)
+    B : ndarray (n, q)
+    W : ndarray or sparse matrix (n, n), optional
+        Weighting matrix; the identity when omitted.
+
+    Returns
+    -------
+    ndarray (p, q)
+        Dimensionless, in [0, 1]; 1 for parallel vectors, 0 for W-orthogonal ones.
     """
     WA = A if W is None else W @ A
     WB = B if W is None else W @ B

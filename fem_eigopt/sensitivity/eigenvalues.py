@@ -74,9 +74,9 @@ def element_quadratic_forms(A_e: np.ndarray, U: np.ndarray, V: np.ndarray | None
     -----
     Computed as a batched product ``W = A_e @ V`` (n_elem, n_edof, k) followed by one einsum
     ``Σ_a U[e,a,k] W[e,a,k]``: extra memory O(n_elem·n_edof·k), never (n_elem, n_edof, n_edof, k).
-    A single three-operand einsum gives the same numbers but is about 6× slower (2× with
-    ``optimize=True``): numpy's einsum does not reach the batched matmul kernel (measured in
-    ``benchmarks/bench_adjoint.py``).
+    A single three-operand einsum gives the same numbers but is slower, with or without
+    ``optimize=True``: numpy's einsum does not reach the batched matmul kernel
+    (``benchmarks/bench_adjoint.py`` measures this; see docs/performance.md).
     """
     A_e = np.asarray(A_e)
     U = np.asarray(U)
@@ -105,17 +105,17 @@ def element_energies(model: Model, vectors: np.ndarray) -> tuple[np.ndarray, np.
     ``np.take`` per vector (contiguous rows, not a fancy index over (n_dofs, k) rows), and, when
     every element is congruent (:func:`~fem_eigopt.fem.assembly.is_broadcast`), both forms from one
     GEMM ``P_i [K₀ M₀]`` per vector, (n_elem, n_edof) × (n_edof, 2 n_edof), instead of n_elem tiny
-    batched products. Measured at 20 000 quad4 elements, 4 modes: 3.7 ms against 9 ms.
+    batched products: one large GEMM runs at BLAS speed, where n_elem tiny products each pay a
+    call's overhead (see docs/performance.md).
 
     The elements go through in blocks of :data:`ENERGY_BLOCK_ENTRIES` / n_edof (2 048 quad4,
     682 hex8), so that the gathered vectors and their products stay in cache; each element's
     numbers come from the same operations either way — bit for bit on distorted meshes, to
     rounding on congruent ones, where the BLAS may pick its GEMM kernel by the block's number of
-    rows (OpenBLAS's small-matrix kernels on AVX-512 CPUs; tested). Measured inside
-    an optimisation loop, where the eigen solve has just filled the cache with other arrays
-    (pyMOTO problem, 3 vectors): 4.1 -> 2.4 ms at 200x100 quad4, 4.8 -> 2.9 ms at 30x15x15 hex8
-    with blocks of about this size; whole arrays (3.8 MB at 200x100) left the cache between the
-    gather, the GEMM and the contraction.
+    rows (OpenBLAS's small-matrix kernels on AVX-512 CPUs; tested). Blocking matters inside an
+    optimisation loop, where the eigen solve has just filled the cache with other arrays: whole
+    arrays (megabytes on a 200x100 quad4 mesh) leave the cache between the gather, the GEMM and
+    the contraction, blocks of this size do not (see docs/performance.md).
 
     Parameters
     ----------
@@ -266,9 +266,10 @@ def cluster_increment_matrix(model: Model, vectors: np.ndarray, dsK: np.ndarray,
     GM[e])`` of :func:`cluster_scale_matrices` without forming the (n_elem, m, m) arrays: per
     vector one gather and, on congruent meshes, one GEMM ``P_k [K₀ M₀]`` (n_elem, n_edof) ×
     (n_edof, 2 n_edof), then a weighted dot per pair. The eigenvectors of this matrix are the
-    cluster's basis along the increment (Seyranian, Lund & Olhoff 1994). Measured on pyMOTO's
-    3D problem (16 000 hex8, a double eigenvalue): 6.5 ms against 23 ms for assembling ΔK and ΔM
-    on the pattern and two sparse products.
+    cluster's basis along the increment (Seyranian, Lund & Olhoff 1994). Cheaper than assembling
+    ΔK and ΔM on the pattern and two sparse products: the element vectors are gathered once and
+    contracted with the element matrices, no nnz-long arrays are formed (see
+    docs/performance.md).
 
     Parameters
     ----------
@@ -345,6 +346,16 @@ def cluster_sum_gradient(model: Model, modes: Modes, cluster: Sequence[int],
     hence differentiable even where the eigenvalues coincide; its derivative is the sum of the
     diagonal terms ``φ_jᵀ(dK − λ_j dM)φ_j``. Using each member's own λ_j (rather than λ̄) also makes
     it exact for a cluster that is only nearly repeated.
+
+    Parameters
+    ----------
+    model : Model
+    modes : Modes
+        Eigenvalues ((rad/s)²) and M-normalised eigenvectors (n_free, n_modes).
+    cluster : sequence of int
+        Indices of the cluster's modes in ``modes``.
+    mean : bool, default False
+        Differentiate the mean instead of the sum.
 
     Returns
     -------

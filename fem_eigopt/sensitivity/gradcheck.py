@@ -96,7 +96,21 @@ def taylor_test(
 
 def central_difference(f: Callable[[np.ndarray], float], x: np.ndarray, direction: np.ndarray,
                        h: float = 1e-6) -> float:
-    """Directional derivative of ``f`` at ``x`` along ``direction`` by central differences."""
+    """Directional derivative of ``f`` at ``x`` along ``direction`` by central differences.
+
+    Parameters
+    ----------
+    f : callable
+        Scalar function of a vector of shape (n,).
+    x, direction : ndarray (n,)
+    h : float, default 1e-6
+        Step, in the units of ``x`` per unit of ``direction``.
+
+    Returns
+    -------
+    float
+        ``(f(x + h d) − f(x − h d)) / (2h)``: units of f per unit step; error O(h²).
+    """
     x = np.asarray(x, dtype=float)
     d = np.asarray(direction, dtype=float)
     return (float(f(x + h * d)) - float(f(x - h * d))) / (2.0 * h)
