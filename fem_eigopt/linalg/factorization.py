@@ -140,8 +140,8 @@ class PardisoFactorization(Factorization):
         MKL threads for every phase (see the comment in ``__init__``).
     precision : "double" or "single"
         ``"single"`` factorises and solves in single precision (PARDISO's ``iparm[27] = 1``): half
-        the memory traffic, measured 2.0x faster factorisation and solves of the 52 920-dof 3D
-        benchmark model (1.3x and 1.6x in 2D). The solves are then only approximate — relative
+        the memory traffic, so factorisations and solves run markedly faster, most in 3D
+        (``benchmarks/bench_foundation.py``; docs/performance.md). The solves are then only approximate — relative
         residual 1e-2 in 3D, 0.2 in 2D on SIMP designs with E_min = 1e-9 — which is fine for a
         preconditioner (:class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`, the eigenvector
         adjoint's MINRES) and wrong for anything needing exact solves (shift-invert Lanczos).
@@ -151,10 +151,9 @@ class PardisoFactorization(Factorization):
         far showed to be faster for that k (each way is timed :attr:`TUNING_SAMPLES` times per k,
         alternating, then the faster minimum wins — at once after one sample each when one way
         took less than half the other's time; the timings restart with a new pattern). Why:
-        PARDISO's multi-RHS solve has a large fixed cost on 2D models — measured at 40 400
-        unknowns (single precision, 2 threads): 1 column 2.2 ms, 2 columns 14 ms as a block
-        against 3.7 ms one by one, 6 columns 15.6 against 11 ms — while in 3D it is properly
-        blocked (52 920 unknowns: 6 columns 38 ms as a block, 75 ms one by one). The two ways
+        PARDISO's multi-RHS solve has a large fixed cost on 2D models, where a few columns
+        solved one by one are faster than the same columns as a block, while in 3D the block
+        solve is properly blocked and faster (docs/performance.md). The two ways
         agree to rounding, not bit for bit, so ``"auto"`` (a timing-based choice) is for
         preconditioners only.
     """
@@ -165,8 +164,8 @@ class PardisoFactorization(Factorization):
     #: timed solves per way and per number of columns before ``multi_rhs="auto"`` decides
     TUNING_SAMPLES = 3
     #: ``multi_rhs="auto"`` decides after one sample each when one way is this many times faster
-    #: (2D, 40 400 unknowns: block solves of 2-6 columns cost 14-20 ms, 3-4x the columns; timing
-    #: them three times per k cost ~8 ms per MMA iteration over a 30-iteration run)
+    #: (a 2D block solve can cost several times the columns one by one: timing such a loser
+    #: three times would cost more than the choice saves over a short run)
     CLEAR_WIN = 2.0
 
     def __init__(self, threads: int | None = None, precision: str = "double", multi_rhs: str = "block") -> None:
@@ -183,15 +182,12 @@ class PardisoFactorization(Factorization):
         self._set_local_threads = load_function("MKL_Set_Num_Threads_Local")
         #: MKL threads for every phase of this factorisation (fixed for its lifetime: PARDISO
         #: must not see the count change between phases); None: one below SMALL unknowns, MKL's
-        #: default (all cores, or MKL_NUM_THREADS) above. Measured on 2 quiet cores, 2 threads
-        #: against 1: factorisation 1.4-1.9x and single solves 1.5-1.9x faster from 2 600 to
-        #: 160 000 unknowns (2D and 3D; an earlier rule of one thread below 100 000 came from
-        #: timings under load); below SMALL the gain is a millisecond and one thread keeps small
-        #: models bitwise reproducible. Threaded PARDISO is not: two runs of the Du & Olhoff beam
-        #: with 2 threads ended at ω1 = 150.38 and 149.94 after 150 evaluations. MKL's conditional
-        #: numerical reproducibility (environment MKL_CBWR=AUTO,STRICT, set before MKL loads)
-        #: makes it reproducible, at the price of other last bits than the default mode (the same
-        #: beam, CC, then ended at 427.3 instead of 432.5 rad/s: these runs are path-sensitive).
+        #: default (all cores, or MKL_NUM_THREADS) above. A second thread speeds up factorisations
+        #: and solves of mid-size and large models (docs/performance.md); below SMALL the gain is
+        #: negligible and one thread keeps small models bitwise reproducible. Threaded PARDISO is
+        #: not bitwise reproducible from run to run; MKL's conditional numerical reproducibility
+        #: (environment MKL_CBWR=AUTO,STRICT, set before MKL loads) makes it so, at the price of
+        #: other last bits than the default mode (docs/du-olhoff.md: these runs are path-sensitive).
         self.threads = threads
         self._pt = np.zeros(64, dtype=np.int64)
         self._iparm = np.zeros(64, dtype=np.int32)
@@ -294,7 +290,7 @@ class PardisoFactorization(Factorization):
             pass
 
     def factor(self, A: sp.csr_matrix, positive_definite: bool = True) -> None:
-        # a CSR matrix as it is: re-wrapping it would recheck its index order (0.7 ms at 40k dofs)
+        # a CSR matrix as it is: re-wrapping it would recheck its index order (a pass over K)
         A = A if getattr(A, "format", None) == "csr" else sp.csr_matrix(A)
         mtype = 2 if positive_definite else -2
         if not A.has_sorted_indices:
@@ -362,11 +358,10 @@ class PardisoFactorization(Factorization):
         """Solutions for the columns of ``b`` written into ``out``, through kept buffers: the
         right-hand sides are converted to PARDISO's precision and layout and the solutions back
         into ``out`` once each (in single precision the float32 copies are needed anyway; the
-        fresh temporaries for every column cost more than the conversions: LOBPCG's solves of
-        2-6 columns at 40 400 unknowns spent ~1 ms per call around PARDISO). ``dots`` are taken
+        fresh temporaries for every column cost more than the conversions). ``dots`` are taken
         from those contiguous buffers while they are in cache (accumulated in double; in single
-        precision they are the float32-rounded b's products, 6e-8 relative): 0.04 ms a column at
-        40 400 unknowns, against ~0.2 ms from b and a strided ``out`` afterwards."""
+        precision they are the float32-rounded b's products, 6e-8 relative), which is several
+        times cheaper than reading b and a strided ``out`` again afterwards."""
         k = b.shape[1] if b.ndim == 2 else 1
         if k < 2 or self.multi_rhs == "block":
             rhs, sol = self._solve_block(b, out)
@@ -403,8 +398,8 @@ class PardisoFactorization(Factorization):
         rhs, sol = self._buffers(b)
         for j in range(b.shape[1]):
             self._call(33, rhs[:, j], sol[:, j])
-        # one copy of the block into out: writing each column into a row-major out touched every
-        # cache line of it once per column (0.22 ms a column at 40 400 rows, the block 0.4 ms)
+        # one copy of the block into out: writing each column into a row-major out would touch
+        # every cache line of it once per column
         out[...] = sol
         return rhs, sol
 
