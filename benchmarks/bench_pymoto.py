@@ -496,12 +496,13 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
 
     # optimize()'s defaults without its own stopping rules (the iteration count stops the run),
     # NLopt verbose so that its outer iterations can be counted
-    settings = replace(settings, max_eval=50 * iterations + 10, xtol_rel=0.0, ftol_rel=0.0,
-                       stagnation_tol=0.0, verbosity=2,
-                       nlopt_params={**settings.nlopt_params, **(nlopt_params or {})})
     own = algorithm == "MMA"
-    if own:  # our MMA: one evaluation per iteration, a move limit like pyMOTO's
-        settings = replace(settings, algorithm="MMA", move_limit=move, verbosity=0)
+    settings = replace(settings, max_eval=50 * iterations + 10, xtol_rel=0.0, ftol_rel=0.0,
+                       stagnation_tol=0.0)
+    if own:  # our MMA: one evaluation per iteration, a move limit like pyMOTO's (no NLopt parameters)
+        settings = replace(settings, algorithm="MMA", move_limit=move, nlopt_params={})
+    else:
+        settings = replace(settings, nlopt_params={**settings.nlopt_params, **(nlopt_params or {}), "verbosity": 1})
     lines = _NloptLines()
     calls: list[dict] = []
 

@@ -117,6 +117,7 @@ def instrument(timer: StageTimer) -> None:
     import fem_eigopt.optimize.evaluator as evaluate
     import fem_eigopt.optimize.mma as mma
     import fem_eigopt.solvers.lanczos as modal
+    import fem_eigopt.solvers.lobpcg as lobpcg
     import fem_eigopt.solvers.subspace as subspace
 
     phases = {11: "symbolic", 22: "factor", 33: "solve", -1: "symbolic"}
@@ -124,9 +125,9 @@ def instrument(timer: StageTimer) -> None:
     timer.wrap(linalg.PardisoFactorization, "solve_into", "solve_io")
     timer.wrap(subspace.SubspaceModalSolver, "solve", "eigen_rest")
     timer.wrap(subspace.SubspaceModalSolver, "_factor", "shifted")
-    timer.wrap(subspace, "_ritz_coefficients", "rr")
-    timer.wrap(subspace, "dense_matmul", "gemm")
-    timer.wrap(subspace, "sparse_matmul", "sparse")
+    timer.wrap(lobpcg, "_ritz_coefficients", "rr")
+    timer.wrap(lobpcg, "dense_matmul", "gemm")
+    timer.wrap(lobpcg, "sparse_matmul", "sparse")
     timer.wrap(subspace, "modes_from_vectors", "modes")
     timer.wrap(modal.ModalSolver, "solve", "cold")
     timer.wrap(assembly.Model, "stiffness", "assembly")

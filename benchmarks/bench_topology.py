@@ -38,13 +38,13 @@ How the numbers are obtained
   to it as a check (the two agree; a ``t_evaluation`` above the wall time would mean a stage is
   counted twice, as the forward solve once was).
 * Outer iterations: NLopt does not report them to Python. The run uses the problem's optimiser
-  settings with ``verbosity=2``, under which NLopt's MMA prints "MMA inner iteration" /
-  "MMA outer iteration" after each evaluation; the C standard output is captured for the run and
-  a marker is written into it at every history record, so each evaluation is attributed to its
-  outer iteration. Evaluation 1 is the starting design (computed before NLopt starts; its wall
-  time is not part of any iteration); evaluations after the last completed outer iteration
-  (cut off by ``--max-eval``) are reported as an incomplete iteration and left out of the
-  medians.
+  settings plus ``nlopt_params={"verbosity": 1}``, under which NLopt's MMA prints
+  "MMA inner iteration" / "MMA outer iteration" after each evaluation; the C standard output is
+  captured for the run and a marker is written into it at every history record, so each
+  evaluation is attributed to its outer iteration. Evaluation 1 is the starting design
+  (computed before NLopt starts; its wall time is not part of any iteration); evaluations after
+  the last completed outer iteration (cut off by ``--max-eval``) are reported as an incomplete
+  iteration and left out of the medians.
 
 Usage::
 
@@ -318,7 +318,8 @@ class RunReport:
 
 def run_once(problem: Any, max_eval: int, backend: str | None, factor_repeats: int) -> RunReport:
     """One optimisation run with instrumentation (see the module docstring)."""
-    settings = replace(default_settings(problem), verbosity=2)
+    settings = default_settings(problem)
+    settings = replace(settings, nlopt_params={**settings.nlopt_params, "verbosity": 1})
     opt_logger = logging.getLogger("fem_eigopt.optimize.driver")
     capture = _CapturedStdout()
     marker = _EvalMarker(capture.libc)

@@ -15,19 +15,15 @@ supports:
 
 Published: initial ω1 = 68.7 rad/s (SS), 146.1 rad/s (CC); optima ω1 = 174.7 (SS) and
 456.4 rad/s (CC), both double eigenvalues (Du & Olhoff 2007, Fig. 3). The paper states neither
-the mesh nor a filter: the defaults here are our choice (see the README): 160 × 20 quads, density
-filter of radius 1.5 elements, Heaviside projection (η = 0.5) with β = 1 doubled every 100
-evaluations up to 16, each β change restarting MMA with density steps ≤ 0.1, volume kept in
-[0.999, 1] × volfrac (a floor against the spurious void optimum), 1600 evaluations.
-Measured with these defaults (2 cores, about 2 min each, MKL 2026.2 / SciPy 1.17): SS ω1 = 174.24,
-ω2 = 178.22 rad/s (gap 2.3 %), volume 0.4995; CC ω1 = 430.62, ω2 = 430.93 (gap 0.07 %), volume
-0.4999 — 99.7 % and 94.4 % of the published optima. The runs are sensitive to rounding: with the
-library versions of November 2026 they ended at SS 174.12 / 175.77 (gap 0.95 %) and CC 435.45 (95.4 %),
-and with the same libraries on an AMD EPYC machine (AVX-512; MKL and OpenBLAS take other code
-paths there) at SS 173.04 / 173.79 (99.0 %, gap 0.43 %) and CC 423.88 (92.9 %), identical on a
-repeated run.
-The simple λ1 objective stalls at 163.4 (SS) and 326.9 (CC) where λ1 and λ2 meet (141.9 and 325.1
-with those); without projection the designs stay grey near 149 (SS) and 400 (CC).
+the mesh nor a filter: the defaults here are our choice (see docs/du-olhoff.md): 160 × 20 quads,
+density filter of radius 1.5 elements, Heaviside projection (η = 0.5; Wang, Lazarov & Sigmund
+2011) with β = 1 doubled every 100 evaluations up to 16, each β change restarting MMA with
+density steps ≤ 0.1, volume kept in [0.999, 1] × volfrac (a floor against the spurious void
+optimum of the two-range mass law), 1600 evaluations. The bound formulation is the default
+because the optimum is bimodal: maximising λ1 alone stalls where λ1 and λ2 meet, and without
+the projection the designs stay grey. The runs are sensitive to rounding (the optimum is a
+double eigenvalue reached through a chaotic MMA path), so the last digits of a result depend on
+the machine and the linear-algebra libraries.
 
 Parameters: ``beta = 0`` switches the projection off; ``method`` = "bound" (default), "ks",
 "pnorm" (aggregates of the first ``n_bound`` eigenvalues) or "simple" (max λ1 alone, for comparison).

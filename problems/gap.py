@@ -29,6 +29,6 @@ def problem(nx: int = 160, ny: int = 20, supports: str = "SS", volfrac: float = 
         design=fe.DensityDesign(initial=volfrac, x_min=1e-3, stiffness=fe.SIMP(3.0), mass=fe.TwoRangeMass(0.1)),
         objective=fe.MaxGap(lower_mode=lower_mode, kind=kind),
         constraints=[fe.VolumeConstraint(volfrac)],
-        optimizer=fe.OptimizerSettings(max_eval=max_eval, xtol_rel=0.0, stagnation_tol=1e-6, stagnation_evals=5),
+        optimizer=fe.OptimizerSettings(max_eval=max_eval),
         description=f"max gap between modes {lower_mode} and {lower_mode + 1}, {supports} beam",
     )

@@ -156,6 +156,10 @@ BAD_INPUT = [
     (("modal", "problems/beam.py", "--modes", "abc"), ["--modes", "'abc'"]),
     (("modal", "problems/beam.py", "--modes", "0"), ["--modes", ">= 1"]),
     (("modal", "problems/beam.py", "--backend", "magic"), ["'magic'", "superlu"]),
+    (("modal", "problems/beam.py", "--set", "beta_every=0"), ["design.beta_every = 0", "integer >= 1"]),
+    (("modal", "problems/beam.py", "--set", "beta=-1"), ["design.projection_beta = -1.0", ">= 0"]),
+    (("modal", "problems/beam.py", "--set", "volfrac=1.5"), ["design.initial = 1.5", "[x_min, 1]"]),
+    (("modal", "problems/beam.py", "--set", "restart_step=-1"), ["restart_step = -1.0", "> 0"]),
 ]
 
 
@@ -203,3 +207,24 @@ def test_debug_raises(material_problem, monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(ValueError, match="material.E"):  # --debug lets the error through
         main(["modal", str(material_problem), "--set", "E=-1", "--debug"])
+
+
+def test_default_settings_are_the_dataclass_defaults():
+    """One definition per default: a problem without optimizer settings runs with
+    ``OptimizerSettings()``, which is what the shipped problem files use apart from their budget
+    (and the beam's restart step)."""
+    from dataclasses import replace
+
+    from fem_eigopt import OptimizerSettings
+    from fem_eigopt.errors import InputError
+    from fem_eigopt.optimize.run import default_settings
+    from fem_eigopt.problem.loading import load_problem
+
+    beam = load_problem(REPO / "problems" / "beam.py", {"nx": "16", "ny": "2"})
+    assert default_settings(replace(beam, optimizer=None)) == OptimizerSettings()
+    assert default_settings(beam) == OptimizerSettings(max_eval=1600, restart_step=0.1)
+    for name in ("bracket.py", "gap.py", "mode_shape.py", "cantilever3d.py"):
+        problem = load_problem(REPO / "problems" / name, {"max_eval": "7"})
+        assert default_settings(problem) == OptimizerSettings(max_eval=7), name
+    with pytest.raises(InputError, match=r"optimizer = \{'max_eval': 5\}; allowed: None or a fem_eigopt"):
+        default_settings(replace(beam, optimizer={"max_eval": 5}))

@@ -11,12 +11,10 @@ them:
   separately at the same x; the evaluation is cached on ``x.tobytes()`` and serves both;
 * **a history** of every evaluation (f, max g, g, ‖Δx‖∞, time, the evaluation's ``info``) and the
   **best point** seen (lowest f among feasible points, else the least infeasible one);
-* **move limits and restarts** by running NLopt in *runs*: each run starts a fresh NLopt
-  optimiser from a centre point, with bounds clipped to ``[c − m, c + m] ∩ [lower, upper]``
-  when a move limit ``m`` is set (see "Step-size control" below). A run ends after a number of
-  evaluations, on NLopt's own convergence, or when the caller asks for a ``"restart"`` (e.g. at a
+* **requested restarts** — the caller's ``callback`` may ask for a ``"restart"`` (e.g. at a
   change of the projection sharpness β: NLopt keeps its asymptotes and σ for the whole run,
-  which are wrong for the changed problem);
+  which are wrong for the changed problem); a new *run* then starts from the best point with
+  fresh asymptotes, its first steps capped by ``restart_step``;
 * **graceful stops** — Ctrl-C (KeyboardInterrupt) and SIGTERM end the run with status
   ``"INTERRUPTED"`` and the best design so far; ``should_stop(history)`` lets the caller stop;
   the design change ‖Δx‖∞ staying below ``stagnation_tol`` for ``stagnation_evals``
@@ -26,74 +24,34 @@ Why our own MMA next to NLopt's
 -------------------------------
 NLopt's ``LD_MMA`` is the globally convergent CCSA form (Svanberg 2002): an outer iteration whose
 approximation was not conservative at the new point is repeated with a more conservative one
-("inner iterations"), each costing an evaluation — a finite-element eigen solve here. On the
-200 × 100 pyMOTO comparison problem (20 000 design variables) that was 1.83 evaluations per
-outer iteration, where pyMOTO's classic MMA (Svanberg's 2007 ``mmasub`` with a move limit) needs
-exactly one. NLopt with ``inner_maxeval=1`` has no move limit and oscillated (objective 16 →
-2588). ``algorithm="MMA"`` is therefore Svanberg's classic MMA written here: one evaluation per
+("inner iterations"), each costing an evaluation — a finite-element eigen solve here. On large
+topology problems that is well above one evaluation per outer iteration, where the classic MMA
+(Svanberg's 2007 ``mmasub`` with a move limit, as pyMOTO uses it) needs exactly one; NLopt with
+``inner_maxeval=1`` has no move limit to keep such steps safe and oscillates.
+``algorithm="MMA"`` is therefore Svanberg's classic MMA written here: one evaluation per
 iteration, a move limit of ``move_limit``·range per iteration, artificial variables so that
-infeasible starts work, and the same stops, restarts, history and best point as the NLopt runs
-(requested restarts start a new MMA with fresh asymptotes; segments do not apply).
+infeasible starts work, and the same stops, restarts, history and best point as the NLopt runs.
 
-Step-size control: what was measured
-------------------------------------
+Step-size control
+-----------------
 NLopt's MMA/CCSA has no move limit. Its subproblem clips each step to ``0.9 σ_j`` where σ (the
 asymptote distance) starts at ``set_initial_step`` (default ``(ub − lb)/2``) and afterwards grows
 by 1.2 or shrinks by 0.7 per outer iteration between 0.01 and 10 times ``ub − lb``
-(nlopt ``src/algs/mma/mma.c``). So ``set_initial_step`` bounds only the *first* steps; a hard
-move limit needs runs ("segments") with clipped bounds, and every segment restarts NLopt with
-fresh σ and a fresh conservativity ρ = ``rho_init`` = 1 (ρ is dimensionful and is cut by 10 per
-outer iteration in a long run). Measured with the test problems of ``tests/test_optimizer.py``
-(``PYTHONPATH=. python tests/test_optimizer.py``): evaluations until f is within 1e-4 relative
-of the known optimum with max g ≤ 1e-6 ("—": not within 300 evaluations); sizes are fractions of
-the largest bound range (10, 100, 10, 20). Every variant that got there ended within 1e-8 of f*.
+(nlopt ``src/algs/mma/mma.c``). A hard move limit for NLopt would need runs with clipped bounds,
+each restarting NLopt with fresh σ and a fresh conservativity ρ; that was tried and measured
+worse than plain NLopt MMA on the analytic test problems and on the Du & Olhoff beams (see
+``docs/design.md``), so ``move_limit`` is refused for NLopt's algorithms. It is our MMA's move
+limit, a fraction of each variable's range: ``x_j`` moves by at most
+``move_limit·(upper_j − lower_j)`` per iteration; unset, :data:`MMA_MOVE_DEFAULT`, the one value
+of those tried that reached the optima of all four analytic test problems of
+``tests/test_optimizer.py``. Larger moves (pyMOTO uses 0.1) trade robustness for early speed:
+on the 40-segment Svanberg cantilever a step of 0.1·range takes the thin tip segments onto the
+1/x³ wall that the nearly linear approximation does not see.
 
-==========================  ========  =========  ============  ===========
-variant                     beam n=5  beam n=40  quadratic 10  max-min n=3
-==========================  ========  =========  ============  ===========
-plain MMA                   12        16         8             7
-plain CCSAQ                 16        28         6             5
-initial_step 0.05           22        22         11            8
-initial_step 0.1            19        27         9             9
-initial_step 0.2            16        22         5             5
-move 0.05, 1 eval/segment   —         —          36            9
-move 0.05, 3 evals/segment  64        69         19            9
-move 0.1, 1 eval/segment    116       179        13            6
-move 0.1, 3 evals/segment   26        33         9             6
-move 0.1, 10 evals/segment  33        44         9             6
-move 0.2, 1 eval/segment    31        54         5             5
-move 0.2, 3 evals/segment   20        19         5             5
-move 0.2, 10 evals/segment  22        25         5             5
-our MMA, move 0.05          13        22         10            7
-our MMA, move 0.1           10        —          9             5
-our MMA, move 0.2           11        139        12            5
-our MMA, move 0.5           10        —          13            8
-==========================  ========  =========  ============  ===========
-
-Conclusions. On smooth problems a move limit only costs evaluations, and one evaluation per
-segment is worst: the reset ρ = 1 makes MMA's first step tiny (steps of 3e-3 on the beam), so it
-crawls. The default is therefore plain NLopt MMA (``move_limit=None``); when a move limit is
-wanted (topology optimisation, where big early steps into grey or poor designs are the risk,
-the customary value being 0.2 of the density range) use segments of ``segment_evals=3``
-(the best segment length measured). ``initial_step`` is the cheap alternative that only tames
-the first steps.
-
-Our MMA ("our MMA" rows; its move limit is a fraction of each variable's own range, its
-evaluations are its iterations + 1) ended about 1e-7 relative from f* rather than NLopt's 1e-9
-when these numbers were measured with the interior-point subproblem solver (ε down to 1e-7
-leaves active constraints ε/λ inside; the dual subproblem solver, the default since, is exact to
-rounding and puts them on the constraint). The
-40-segment beam (bounds [1e-3, 100], start 50, tip segments optimal at x = 6.06) is where the
-move limit matters: a step of 10 (move 0.1) takes the thin tip segments from 10 to the lower
-bound, onto the 1/x³ wall the nearly linear approximation (asymptotes ≥ 0.01·range = 1 away) does
-not see, and the run turns chaotic (deflection constraint 1e13 times its limit; 139 evaluations
-with move 0.2, none within 300 with 0.1 or 0.5, and these counts change with any detail of the
-subproblem solver). Move 0.05 is the only one measured (also 0.03, 0.07, 0.15, 0.3, 1) that
-reaches all four optima, at a cost of 1–3 evaluations on the smooth problems; on a small Du &
-Olhoff beam (48 × 6, no projection; best feasible −f after 50 / 100 / 200 evaluations) it is as
-good as the larger moves: move 0.05 3.4195 / 3.4417 / 3.4537, 0.1 3.4119 / 3.4400 / 3.4528, 0.2
-3.4110 / 3.4387 / 3.4530, NLopt LD_MMA 3.3867 / 3.4355 / 3.4473. Hence ``MMA_MOVE_DEFAULT`` =
-0.05; pass ``move_limit`` (pyMOTO uses 0.1) to trade robustness for early speed.
+``restart_step`` caps the first steps of the runs that follow a requested restart (the initial
+asymptote distance σ for NLopt, the same for our MMA): a fresh MMA run first moves every variable
+by up to 0.9 σ, and after a β change a jump of half the density range can throw a converged
+design away.
 
 References
 ----------
@@ -131,8 +89,16 @@ logger = logging.getLogger(__name__)
 ALGORITHMS = ("LD_MMA", "LD_CCSAQ", "MMA")
 
 #: move limit of our own MMA when ``move_limit`` is None (a fraction of each variable's range;
-#: chosen by measurement, see the module docstring)
+#: see "Step-size control" in the module docstring)
 MMA_MOVE_DEFAULT = 0.05
+
+#: NLopt's ``dual_ftol_rel`` (the relative tolerance of the dual subproblem its MMA/CCSA solves at
+#: every outer iteration) unless ``nlopt_params`` sets it: NLopt's own 1e-14 up to
+#: ``_DUAL_FTOL_SIZE`` variables, where a looser dual keeps NLopt from meeting a tight ``xtol_rel``;
+#: 1e-8 above, where the tight dual would cost far more than the finite-element evaluations and
+#: reach the same design
+_DUAL_FTOL_REL = (1e-14, 1e-8)
+_DUAL_FTOL_SIZE = 1000
 
 #: NLopt result codes by value (the names nlopt uses for its constants)
 _NLOPT_CODES = {
@@ -188,7 +154,7 @@ class Record:
     eval : int
         1-based evaluation number (continuous across restarts).
     run : int
-        0-based index of the NLopt run the evaluation belongs to.
+        0-based index of the run the evaluation belongs to (a requested restart starts a new run).
     f : float
         Objective.
     max_g : float
@@ -198,8 +164,7 @@ class Record:
     change : float
         ‖x − x_prev‖∞ to the previous evaluation (``nan`` for the first one).
     step : float
-        ‖x − c‖∞ to the centre of the current run (NLopt's move limit bounds this; for
-        ``"MMA"`` it is the distance to the run's start).
+        ‖x − c‖∞ to the start point c of the current run.
     time : float
         Seconds since :func:`minimize` started.
     info : dict
@@ -221,6 +186,12 @@ class Record:
 class OptimizerSettings:
     """Settings of :func:`minimize`; validated on construction.
 
+    The defaults are those of a topology optimisation run (what :func:`fem_eigopt.optimize.run.optimize`
+    uses for a problem without settings, and what the shipped problem files use): no ``xtol``/``ftol``
+    stop — a relative design change means little for densities near their lower bound, and a
+    convergence stop inside a β continuation would end the run before β reaches its maximum —
+    but a stop once the design no longer moves (‖Δx‖∞ < 1e-6 for 5 evaluations).
+
     Parameters
     ----------
     algorithm : {"LD_MMA", "LD_CCSAQ", "MMA"}
@@ -229,102 +200,77 @@ class OptimizerSettings:
         (:mod:`fem_eigopt.optimize.mma`, Svanberg 2007), one evaluation per iteration, with a move limit.
     max_eval : int
         Maximum number of evaluations over all runs.
-    xtol_rel, xtol_abs : float
-        Stop on the design change between outer iterations (relative / absolute): NLopt's, or
-        for ``"MMA"`` ‖Δx‖∞ ≤ xtol_rel·‖x‖∞ or ‖Δx‖∞ ≤ xtol_abs between consecutive iterates
-        (``"XTOL_REACHED"``); 0 disables.
+    xtol_rel : float
+        Stop on the relative design change between outer iterations (``"XTOL_REACHED"``): NLopt's
+        per-variable criterion, or for ``"MMA"`` ‖Δx‖∞ ≤ xtol_rel·‖x‖∞ between consecutive
+        iterates; 0 disables.
     ftol_rel : float
         Stop on the relative objective change (for ``"MMA"``: |Δf| ≤ ftol_rel·|f| between
         consecutive iterates, ``"FTOL_REACHED"``); 0 disables.
     constraint_tol : float
         A point is feasible when ``max(g) <= constraint_tol`` (also NLopt's constraint tolerance).
     move_limit : float or None
-        NLopt: largest ‖x − c‖∞ of any point evaluated in a run started at c (a hard move limit,
-        implemented with clipped bounds; see the module docstring); ``None`` disables.
-        ``"MMA"``: the move limit of every iteration as a fraction of each variable's range
-        (``x_j`` moves by at most ``move_limit·(upper_j − lower_j)``); ``None``:
-        ``MMA_MOVE_DEFAULT`` = 0.05 (see the module docstring).
-    segment_evals : int
-        New evaluations per run when ``move_limit`` is set (NLopt only). A run that did not
-        improve on its centre is repeated with twice as many (its points come from the cache, so
-        this costs no evaluations).
-    initial_step : float or None
-        NLopt's ``set_initial_step``: the initial asymptote distance σ of MMA/CCSA, which caps
-        the first steps at 0.9 σ. ``None`` keeps NLopt's default ``(ub − lb)/2``. For ``"MMA"``
-        the same: the asymptote distance of the first two iterations of a run (absolute, like
-        NLopt's), which caps their steps at 0.9·step; ``None``: half the range.
-    restart_every : int or None
-        Restart NLopt (fresh asymptotes) every this many evaluations; for ``"MMA"`` a new run
-        with fresh asymptotes from the run's last iterate. ``None`` disables.
+        ``"MMA"`` only: the move limit of every iteration as a fraction of each variable's range
+        (``x_j`` moves by at most ``move_limit·(upper_j − lower_j)``), 0 < move_limit ≤ 1;
+        ``None``: :data:`MMA_MOVE_DEFAULT` = 0.05. NLopt's algorithms have no move limit and
+        refuse it (see the module docstring).
     restart_step : float or None
-        ``initial_step`` of the runs that start after a restart the caller asked for (the β
-        continuation of a projection filter). A fresh MMA run first moves every variable by up to
-        0.9 σ, 0.45 with NLopt's default σ: after a β change that jump can throw a converged design
-        away (the simple-λ1 CC beam lost its structure, ω1 363 → 14 rad/s). ``None``: as
-        ``initial_step``.
+        Initial step of the runs that start after a restart the caller asked for (the β
+        continuation of a projection filter): NLopt's ``set_initial_step``, the initial asymptote
+        distance σ that caps the first steps at 0.9 σ; for ``"MMA"`` the asymptote distance of the
+        run's first two iterations, the same cap. Absolute, like NLopt's. A fresh run otherwise
+        moves every variable by up to 0.45 of its range, which after a β change can throw a
+        converged design away. ``None``: half the range (NLopt's default).
     stagnation_tol : float
         Stop with ``"STAGNATION"`` when ‖Δx‖∞ < this for ``stagnation_evals`` consecutive
         evaluations; 0 disables.
     stagnation_evals : int
         See ``stagnation_tol``.
-    verbosity : int
-        0: one log line per evaluation at DEBUG level; 1: at INFO level; 2: also NLopt's own
-        ``verbosity`` parameter (NLopt's C code then prints to stdout).
-    dual_ftol_rel : float or None
-        Relative tolerance of the dual subproblem NLopt's MMA/CCSA solves at every iteration
-        (NLopt's ``dual_ftol_rel``, its default 1e-14). With thousands of variables the tight
-        default dominated the run: 40 iterations of the 160 × 20 Du & Olhoff beam took 87 s, of
-        which 5 s were finite-element evaluations; with 1e-8 they take 5.4 s and reach the same
-        design. On small analytic problems the looser dual keeps NLopt from meeting a tight
-        ``xtol_rel``. ``None`` (default): 1e-14 up to 1000 variables, 1e-8 above.
     nlopt_params : dict
-        Further NLopt algorithm parameters (``opt.set_param(name, value)``), e.g.
-        ``{"dual_xtol_rel": 1e-6}``. ``dual_ftol_rel`` and ``nlopt_params`` do not apply to
-        ``"MMA"``.
-    mma_c : float
-        ``"MMA"`` only: the cost c_i of the artificial variables that relax the constraints
-        (Svanberg's 1000). It must dominate the objective's gradients for an infeasible start to
-        become feasible; raise it for objectives much larger than 100.
+        NLopt algorithm parameters (``opt.set_param(name, value)``), e.g. ``{"inner_maxeval": 1}``,
+        ``{"dual_ftol_rel": 1e-10}`` (default: 1e-14 up to 1000 variables, 1e-8 above) or
+        ``{"verbosity": 1}`` (NLopt's C code then prints its iterations to stdout). Refused with
+        ``algorithm="MMA"``.
     """
 
     algorithm: str = "LD_MMA"
-    max_eval: int = 500
-    xtol_rel: float = 1e-6
-    xtol_abs: float = 0.0
+    max_eval: int = 300
+    xtol_rel: float = 0.0
     ftol_rel: float = 0.0
     constraint_tol: float = 1e-8
     move_limit: Optional[float] = None
-    segment_evals: int = 3
-    initial_step: Optional[float] = None
-    restart_every: Optional[int] = None
     restart_step: Optional[float] = None
-    stagnation_tol: float = 1e-12
-    stagnation_evals: int = 3
-    verbosity: int = 0
-    dual_ftol_rel: Optional[float] = None
+    stagnation_tol: float = 1e-6
+    stagnation_evals: int = 5
     nlopt_params: dict = field(default_factory=dict)
-    mma_c: float = 1000.0
 
     def __post_init__(self) -> None:
-        if self.dual_ftol_rel is not None:
-            _check_float("dual_ftol_rel", self.dual_ftol_rel, allow_zero=True)
-        if not isinstance(self.nlopt_params, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) for k, v in self.nlopt_params.items()):
-            raise InputError(f"nlopt_params = {self.nlopt_params!r}; allowed: a dict of name -> number")
         if self.algorithm not in ALGORITHMS:
             raise InputError(f"algorithm = {self.algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
         _check_int("max_eval", self.max_eval, 1)
-        _check_int("segment_evals", self.segment_evals, 1)
         _check_int("stagnation_evals", self.stagnation_evals, 1)
-        _check_int("verbosity", self.verbosity, 0, 2)
-        if self.restart_every is not None:
-            _check_int("restart_every", self.restart_every, 1)
-        for name in ("xtol_rel", "xtol_abs", "ftol_rel", "constraint_tol", "stagnation_tol"):
+        for name in ("xtol_rel", "ftol_rel", "constraint_tol", "stagnation_tol"):
             _check_float(name, getattr(self, name), allow_zero=True)
-        _check_float("mma_c", self.mma_c, allow_zero=False)
-        for name in ("move_limit", "initial_step", "restart_step"):
-            if getattr(self, name) is not None:
-                _check_float(name, getattr(self, name), allow_zero=False)
+        if self.restart_step is not None:
+            _check_float("restart_step", self.restart_step, allow_zero=False)
+        if self.move_limit is not None:
+            if self.algorithm != "MMA":
+                raise InputError(
+                    f"move_limit = {self.move_limit!r} with algorithm = {self.algorithm!r}; allowed: None "
+                    "(NLopt's MMA/CCSA have no move limit; move_limit is the step limit of algorithm = 'MMA', "
+                    "a fraction of each variable's range)")
+            ok = (isinstance(self.move_limit, (int, float, np.floating)) and not isinstance(self.move_limit, bool)
+                  and 0 < self.move_limit <= 1)
+            if not ok:
+                raise InputError(f"move_limit = {self.move_limit!r}; allowed: None or a fraction of each "
+                                 "variable's range, 0 < move_limit <= 1")
+        if not isinstance(self.nlopt_params, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                for k, v in self.nlopt_params.items()):
+            raise InputError(f"nlopt_params = {self.nlopt_params!r}; allowed: a dict of name -> number")
+        if self.nlopt_params and self.algorithm == "MMA":
+            raise InputError(f"nlopt_params = {self.nlopt_params!r} with algorithm = 'MMA'; allowed: {{}} "
+                             "(NLopt parameters apply to 'LD_MMA' and 'LD_CCSAQ' only)")
 
 
 @dataclass
@@ -355,7 +301,7 @@ class OptimizeResult:
     nfev : int
         Number of evaluations (calls of ``evaluate``).
     nrun : int
-        Number of runs (1 + segments + restarts).
+        Number of runs (1 + requested restarts).
     history : list of Record
         One record per evaluation.
     best_x, best_fun, best_constraints : ndarray, float, ndarray
@@ -426,7 +372,7 @@ def minimize(
     initial_steps : callable, optional
         ``initial_steps(x0, step) -> ndarray (n,) or None``: NLopt's initial step per variable
         for a run starting at ``x0``, given the scalar ``step`` the settings choose for it
-        (``initial_step``, or ``restart_step`` after a requested restart; None: NLopt's). For
+        (``restart_step`` after a requested restart, else None: NLopt's default). For
         ``"MMA"`` the same array is the initial asymptote distance of the run's first two
         iterations (their steps are at most 0.9 of it, and at most the move limit). Lets
         auxiliary variables (the bound variable of a bound formulation, range [0, 50]) start with
@@ -502,8 +448,8 @@ class _Stop(Exception):
 
 
 #: how a run ended: None when ``_Driver.stop`` says why; else (status, message, the run's last
-#: point or None, the centre of the next run or None to finish)
-_Outcome = Optional[tuple[str, str, Optional[np.ndarray], Optional[np.ndarray]]]
+#: point or None)
+_Outcome = Optional[tuple[str, str, Optional[np.ndarray]]]
 
 
 class _Driver:
@@ -534,7 +480,6 @@ class _Driver:
         self.message = ""
         self.final: Optional[tuple[np.ndarray, Evaluation]] = None
         self.nit = 0  # MMA iterations (our MMA only)
-        self.factor = 1  # NLopt run length multiplier
 
     # -- evaluation, cached -------------------------------------------------------------------
 
@@ -580,8 +525,7 @@ class _Driver:
         if self.reset_best or self.best is None or _better(ev, self.best[1], s.constraint_tol):
             self.best = (x, ev)
             self.reset_best = False
-        logger.log(
-            logging.INFO if s.verbosity >= 1 else logging.DEBUG,
+        logger.debug(
             "eval %4d  run %2d  f = %.8g  max g = %.3e  |dx| = %.3e",
             rec.eval, rec.run, rec.f, rec.max_g, change,
         )
@@ -613,17 +557,15 @@ class _Driver:
 
     # -- NLopt callbacks ----------------------------------------------------------------------
 
-    #: NLopt asking this many times in a row for points it already has ends the run: without a
-    #: run length its own ``maxeval`` is unlimited and our counter only sees new points, so such a
-    #: cycle (seen from infeasible starts with badly scaled objectives) would never end.
+    #: NLopt asking this many times in a row for points it already has ends the run: NLopt's own
+    #: ``maxeval`` is unlimited and our counter only sees new points, so such a cycle (seen from
+    #: infeasible starts with badly scaled objectives) would never end.
     MAX_REPEATS = 200
 
     def objective(self, x: np.ndarray, grad: np.ndarray) -> float:
         if x.tobytes() in self.cache:
             self.repeats += 1
-            # runs with segments or periodic restarts replay their cached points on purpose
-            replays = len(self.cache) if (self.s.move_limit is not None or self.s.restart_every is not None) else 0
-            if self.repeats > self.MAX_REPEATS + replays and self.stop is None:
+            if self.repeats > self.MAX_REPEATS and self.stop is None:
                 import nlopt
 
                 self.stop = _Stop("STAGNATION", f"NLopt asked {self.repeats} times in a row for points already "
@@ -669,15 +611,13 @@ class _Driver:
     # -- runs -----------------------------------------------------------------------------------
 
     def run(self, nlopt, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
-        """Run the optimiser, in as many runs as segments and restarts require.
+        """Run the optimiser, one run per requested restart.
 
         Shared by NLopt and our MMA: a run (:meth:`_nlopt_run`, :meth:`_mma_run`) starts from
         ``centre`` and ends either with ``self.stop`` set (a callback's request, an interrupt, the
-        evaluation budget, stagnation or an error) or by returning its status and, for segments
-        and periodic restarts, the centre of the next run.
+        evaluation budget, stagnation or an error) or by returning its status, which finishes.
         """
         centre = x0
-        self.factor = 1  # NLopt run length multiplier, doubled while runs make no progress
         try:
             while True:
                 self.centre = centre
@@ -698,37 +638,22 @@ class _Driver:
                         self.reset_best = True
                         self.prev_x = None
                         self.small_steps = 0
-                        self.factor = 1
                         self.run_index += 1
                         self.after_request = True
                         continue
                     self._finish("ERROR" if reason == "ERROR" else reason, self.stop.message)
                     return
 
-                status, message, x_end, next_centre = outcome
-                if next_centre is None:
-                    self._finish(status, message, x_end)
-                    return
-                centre = next_centre
-                self.run_index += 1
+                status, message, x_end = outcome
+                self._finish(status, message, x_end)
+                return
         except KeyboardInterrupt as exc:  # between runs, or in MMA's own code
             self.stop = _interrupted(exc)
             self._finish("INTERRUPTED", self.stop.message)
 
     def _nlopt_run(self, nlopt, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> _Outcome:
         """One NLopt run from ``centre``."""
-        s = self.s
-        if s.move_limit is not None:
-            lo = np.maximum(lower, centre - s.move_limit)
-            hi = np.minimum(upper, centre + s.move_limit)
-            run_len: Optional[int] = s.segment_evals
-        else:
-            lo, hi, run_len = lower, upper, None
-        if s.restart_every is not None:
-            run_len = s.restart_every if run_len is None else min(run_len, s.restart_every)
-        if run_len is not None:
-            run_len *= self.factor
-        opt = self._make_opt(nlopt, lo, hi, run_len, centre)
+        opt = self._make_opt(nlopt, lower, upper, centre)
         self.stop = None
         x_nlopt, status = None, None
         try:
@@ -745,29 +670,14 @@ class _Driver:
                 x_nlopt = None
         if self.stop is not None:
             return None
-
-        # NLopt returned on its own
-        best_x = self.run_best[0] if self.run_best is not None else centre
-        ended_by_length = status == "MAXEVAL_REACHED" and run_len is not None
-        at_box = s.move_limit is not None and _at_artificial_bound(best_x, lo, hi, lower, upper)
-        if not ended_by_length and not (status in _CONVERGED and at_box):
-            return status, _nlopt_message(status), x_nlopt, None
-        # next segment / periodic restart from the best point of this run
-        if np.array_equal(best_x, centre):
-            self.factor *= 2  # no progress: the same run, longer (replayed from the cache)
-        else:
-            self.factor = 1
-            keep = self.cache.get(best_x.tobytes())
-            self.cache = {best_x.tobytes(): keep} if keep is not None else {}
-        return status, _nlopt_message(status), x_nlopt, best_x
+        return status, _nlopt_message(status), x_nlopt
 
     def _mma_run(self, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> _Outcome:
         """One run of our MMA (:class:`fem_eigopt.optimize.mma.MMA`) from ``centre``, fresh asymptotes.
 
         One evaluation per iteration, through the cached :meth:`get`. Ends with ``self.stop``
-        set, with a convergence status (XTOL_REACHED, FTOL_REACHED, STAGNATION), FAILURE on a
-        non-finite evaluation, or after ``restart_every`` evaluations with the run's last
-        iterate as the next centre.
+        set, with a convergence status (XTOL_REACHED, FTOL_REACHED, STAGNATION), or FAILURE on a
+        non-finite evaluation.
         """
         from fem_eigopt.optimize.mma import MMA
 
@@ -780,8 +690,7 @@ class _Driver:
                 j = int(np.argmax(~(np.isfinite(steps) & (steps > 0))))
                 raise InputError(f"initial step [{j}] = {steps[j]}; allowed: a finite number > 0")
         move = MMA_MOVE_DEFAULT if s.move_limit is None else s.move_limit
-        mma = MMA(self.n, self.m, lower, upper, move=move, c=s.mma_c, initial_asymptote=steps)
-        start = len(self.history)
+        mma = MMA(self.n, self.m, lower, upper, move=move, initial_asymptote=steps)
         x = centre.copy()
         ev = self._attempt(x)
         if ev is None:
@@ -790,19 +699,14 @@ class _Driver:
         while True:
             if not (math.isfinite(ev.f) and np.all(np.isfinite(ev.grad)) and np.all(np.isfinite(ev.g))
                     and np.all(np.isfinite(ev.jac))):
-                return "FAILURE", "evaluate(x) returned a non-finite value or gradient", x, None
-            if s.restart_every is not None and len(self.history) - start >= s.restart_every:
-                # from the last iterate, not the run's best: MMA's iterates typically approach
-                # the constraints from outside, and the best feasible point can be the run's
-                # start, which would repeat the same run forever
-                return "MAXEVAL_REACHED", f"restart after {s.restart_every} evaluations", x, x
+                return "FAILURE", "evaluate(x) returned a non-finite value or gradient", x
             x_new = mma.step(x, ev.f, ev.grad, ev.g, ev.jac)
             dx = float(np.max(np.abs(x_new - x)))
             if dx == 0.0:
-                return "STAGNATION", "MMA's step is zero: the design is a fixed point of the update", x, None
+                return "STAGNATION", "MMA's step is zero: the design is a fixed point of the update", x
             repeats = repeats + 1 if x_new.tobytes() in self.cache else 0
             if repeats > self.MAX_REPEATS:
-                return "STAGNATION", f"MMA returned {repeats} times in a row to points already evaluated", x, None
+                return "STAGNATION", f"MMA returned {repeats} times in a row to points already evaluated", x
             ev_new = self._attempt(x_new)
             if x_new.tobytes() in self.cache:  # evaluated (also when a callback then ended the run)
                 self.nit += 1
@@ -811,11 +715,10 @@ class _Driver:
             f_old = ev.f
             x, ev = x_new, ev_new
             self._prune_cache(x)
-            small_rel = s.xtol_rel > 0 and dx <= s.xtol_rel * float(np.max(np.abs(x)))
-            if small_rel or (s.xtol_abs > 0 and dx <= s.xtol_abs):
-                return "XTOL_REACHED", _nlopt_message("XTOL_REACHED"), x, None
+            if s.xtol_rel > 0 and dx <= s.xtol_rel * float(np.max(np.abs(x))):
+                return "XTOL_REACHED", _nlopt_message("XTOL_REACHED"), x
             if s.ftol_rel > 0 and abs(ev.f - f_old) <= s.ftol_rel * abs(ev.f):
-                return "FTOL_REACHED", _nlopt_message("FTOL_REACHED"), x, None
+                return "FTOL_REACHED", _nlopt_message("FTOL_REACHED"), x
 
     def _prune_cache(self, x: np.ndarray) -> None:
         """Keep only the current point and the run's best (MMA never asks for older points; with
@@ -829,11 +732,9 @@ class _Driver:
         self.cache = kept
 
     def _run_steps(self, centre: np.ndarray) -> Optional[np.ndarray]:
-        """Initial steps of a run from ``centre``: the settings' step, or the caller's hook."""
-        s = self.s
-        step = s.initial_step
-        if self.after_request and s.restart_step is not None:
-            step = s.restart_step
+        """Initial steps of a run from ``centre``: ``restart_step`` after a requested restart (else
+        None, the algorithm's default), or what the caller's hook makes of it."""
+        step = self.s.restart_step if self.after_request else None
         steps = None if step is None else np.full(self.n, step)
         if self.initial_steps is not None:
             custom = self.initial_steps(centre, step)
@@ -841,7 +742,7 @@ class _Driver:
                 steps = np.asarray(custom, dtype=float)
         return steps
 
-    def _make_opt(self, nlopt, lo: np.ndarray, hi: np.ndarray, run_len: Optional[int], centre: np.ndarray):
+    def _make_opt(self, nlopt, lo: np.ndarray, hi: np.ndarray, centre: np.ndarray):
         s = self.s
         opt = nlopt.opt(getattr(nlopt, s.algorithm), self.n)
         opt.set_lower_bounds(lo)
@@ -850,21 +751,16 @@ class _Driver:
         if self.m:
             opt.add_inequality_mconstraint(self.constraints, np.full(self.m, s.constraint_tol))
         opt.set_xtol_rel(s.xtol_rel)
-        if s.xtol_abs > 0:
-            opt.set_xtol_abs(s.xtol_abs)
         opt.set_ftol_rel(s.ftol_rel)
         steps = self._run_steps(centre)
         if steps is not None:
-            # σ is also capped by the (clipped) bounds, see mma.c
+            # σ is also capped by the bounds, see mma.c
             opt.set_initial_step(steps)
-        if s.verbosity >= 2:
-            opt.set_param("verbosity", 1)
-        dual_ftol = s.dual_ftol_rel if s.dual_ftol_rel is not None else (1e-14 if self.n <= 1000 else 1e-8)
-        opt.set_param("dual_ftol_rel", dual_ftol)
+        opt.set_param("dual_ftol_rel", _DUAL_FTOL_REL[0] if self.n <= _DUAL_FTOL_SIZE else _DUAL_FTOL_REL[1])
         for name, value in s.nlopt_params.items():
             opt.set_param(name, float(value))
         # NLopt counts cached points too; our own counter enforces max_eval
-        opt.set_maxeval(len(self.cache) + run_len if run_len is not None else 0)
+        opt.set_maxeval(0)
         return opt
 
     def _restart_point(self) -> np.ndarray:
@@ -914,14 +810,6 @@ def _better(a: Evaluation, b: Evaluation, tol: float) -> bool:
     return ga < gb or (ga == gb and a.f < b.f)
 
 
-def _at_artificial_bound(x, lo, hi, lower, upper) -> bool:
-    """Whether x sits on a clipped (move-limit) bound that is not one of the user's bounds."""
-    eps = 1e-9 * np.maximum(1.0, np.abs(x))
-    low = (lo > lower) & (x <= lo + eps)
-    high = (hi < upper) & (x >= hi - eps)
-    return bool(np.any(low | high))
-
-
 def _interrupted(exc: KeyboardInterrupt) -> _Stop:
     what = "SIGTERM" if isinstance(exc, _Terminated) else "KeyboardInterrupt (Ctrl-C)"
     return _Stop("INTERRUPTED", f"interrupted by {what}; returning the best design so far")
@@ -932,7 +820,7 @@ def _nlopt_message(status: str) -> str:
         "SUCCESS": "NLopt reports success",
         "STOPVAL_REACHED": "NLopt reached the objective stop value",
         "FTOL_REACHED": "relative objective change below ftol_rel",
-        "XTOL_REACHED": "design change below xtol_rel / xtol_abs",
+        "XTOL_REACHED": "design change below xtol_rel",
         "MAXEVAL_REACHED": "NLopt reached its evaluation limit",
         "ROUNDOFF_LIMITED": "NLopt stopped: round-off limited progress",
         "FAILURE": "NLopt failed",

@@ -30,10 +30,10 @@ note, written here from its formulas:
 * **subproblem solver**: by default through the subproblem's **dual** (:func:`dual_subsolve`;
   Svanberg 1987, section 4): for a = 0 the Lagrangian's minimiser x(λ) is in closed form, and the
   concave dual is maximised over λ ≥ 0 — a safeguarded Newton root for one constraint, projected
-  Newton for several, started from the previous iteration's multipliers; exact to rounding and
-  measured 10–15x faster than the interior point at 20 000–80 000 variables (m = 1: ~3 ms against
-  ~50 ms at 20 000). The fallback, and the solver for a ≠ 0 (``subsolv``): a primal–dual
-  interior-point method on the perturbed KKT
+  Newton for several, started from the previous iteration's multipliers; exact to rounding and,
+  with its m unknowns instead of the interior point's Newton systems at every ε level, an order
+  of magnitude faster on topology problems (docs/performance.md). The fallback, and the solver
+  for a ≠ 0 (``subsolv``): a primal–dual interior-point method on the perturbed KKT
   conditions, ε = 1, 0.1, …, 1e-7, Newton steps with the step length kept inside the positive
   orthant and halved until the residual norm decreases. The Newton system is reduced to
   (m + 1) × (m + 1) unknowns (dλ, dz) when n > m, else to (n + 1) × (n + 1) unknowns (dx, dz):
@@ -44,9 +44,9 @@ note, written here from its formulas:
   less than 10 % in total, instead of spending its 200 steps.
 
 Unlike NLopt's ``LD_MMA`` (the globally convergent CCSA variant of Svanberg 2002, which repeats
-an iteration with a more conservative approximation until it is conservative, 1.83 evaluations
-per iteration measured on a 20 000-variable topology problem) every iteration here costs exactly
-one evaluation; a move limit takes the place of the conservativity check.
+an iteration with a more conservative approximation until it is conservative, so that an
+iteration can cost several evaluations) every iteration here costs exactly one evaluation; a
+move limit takes the place of the conservativity check.
 
 Known property: the approximation's curvature is proportional to |∂f_i/∂x_j|, so the step of a
 variable does not shrink with its gradient, only with its asymptote distance (×0.7 per
@@ -57,7 +57,7 @@ active constraint the multiplier keeps the Lagrangian's curvature and MMA conver
 Initial step (``initial_asymptote``): a per-variable distance s₀ replacing ``asyinit·(x_max −
 x_min)`` in the first two iterations after construction or :meth:`MMA.reset`. With albefa 0.1 the
 first two steps then move every variable by at most ``0.9 s₀`` (and by at most the move limit),
-which is the meaning NLopt gives its ``initial_step`` σ; from the third iteration on the
+which is the meaning NLopt gives the σ of its ``set_initial_step``; from the third iteration on the
 asymptotes adapt (by at most ×1.2 per iteration) and are clamped to ``[0.01, 10]·(x_max − x_min)``.
 
 References
@@ -193,7 +193,7 @@ def _residual(sp: Subproblem, v: _PD, eps: float) -> tuple[float, float]:
         v.lam * v.s - eps,
         np.array([sp.a0 - v.zet - sp.a @ v.lam, v.zet * v.z - eps]),
     )
-    # einsum, not r @ r: OpenBLAS's threaded ddot was measured 75x slower on a busy machine
+    # einsum, not r @ r: a threaded BLAS ddot on these short vectors is slow on a busy machine
     sq = sum(float(np.einsum("i,i->", r, r)) for r in parts_n + parts_m)
     mx = max(float(np.max(np.abs(r), initial=0.0)) for r in parts_n + parts_m)
     return math.sqrt(sq), mx
@@ -313,8 +313,7 @@ def _dual_point(sp: Subproblem, lam: np.ndarray) -> _DualPoint:
     """
     pl = sp.p0 + lam @ sp.P
     ql = sp.q0 + lam @ sp.Q
-    # in place where it is free: every temporary over n is a fresh allocation (measured in
-    # isolation at n = 20 000, the five temporaries of the plain expression cost 0.11 ms)
+    # in place where it is free: every temporary over n is a fresh allocation
     rp, rq = np.sqrt(pl), np.sqrt(ql)
     x = rp * sp.low
     x += rq * sp.upp
@@ -492,7 +491,7 @@ def subsolve(sp: Subproblem, epsimin: float = 1e-7, system: Literal["auto", "m",
         The subproblem, n variables and m constraints.
     method : {"auto", "dual", "interior"}
         ``"dual"``: :func:`dual_subsolve` (needs a = 0 and d > 0, the form :class:`MMA` builds by
-        default; exact to rounding and ~15x faster at 20 000 variables); ``"interior"``: the
+        default; exact to rounding and much faster on large problems); ``"interior"``: the
         interior-point method below; ``"auto"``: the dual where it applies and converges, else
         the interior point.
     lam0 : ndarray (m,), optional
@@ -611,7 +610,7 @@ class MMA:
         ``asyinit·(x_max − x_min)``. The first steps are then at most ``0.9·s₀``.
     subproblem_solver : {"auto", "dual", "interior"}
         How each subproblem is solved (:func:`subsolve`): ``"auto"`` (default) through its dual
-        when a = 0 (the dual is exact to rounding and ~15x faster at 20 000 variables; it
+        when a = 0 (the dual is exact to rounding and much faster on large problems; it
         starts from the previous iteration's multipliers), else by the interior-point method.
 
     Attributes

@@ -44,6 +44,11 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
                    model: Model | None = None) -> ModalResult:
     """Leading eigenpairs of ``problem`` at its initial design.
 
+    The solver is shift-invert Lanczos (:class:`~fem_eigopt.solvers.lanczos.LanczosSolver`), or the
+    AMG solver (:class:`~fem_eigopt.solvers.amg.AMGModalSolver`, no factorisation) when the analysis
+    asks for ``eigensolver="amg"`` or, with ``"auto"``, for a 3D model whose factorisation would
+    need more than half the available memory (:func:`~fem_eigopt.solvers.auto.make_modal_solver`).
+
     Parameters
     ----------
     problem : Problem
@@ -54,10 +59,10 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
     model : Model, optional
         A model already built from ``problem``.
 
-    The solver is shift-invert Lanczos (:class:`~fem_eigopt.solvers.lanczos.ModalSolver`), or the AMG
-    solver (:class:`~fem_eigopt.solvers.amg.AMGModalSolver`, no factorisation) when the analysis asks for
-    ``eigensolver="amg"`` or, with ``"auto"``, for a 3D model whose factorisation would need more
-    than half the available memory (:func:`~fem_eigopt.solvers.auto.make_modal_solver`).
+    Returns
+    -------
+    ModalResult
+        The model, the solver and the modes.
     """
     a = problem.analysis
     n_modes = a.n_modes if n_modes is None else n_modes

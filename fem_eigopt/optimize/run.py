@@ -65,11 +65,27 @@ class RunResult:
 
 
 def default_settings(problem: Problem) -> OptimizerSettings:
-    """The problem's optimiser settings, or the defaults (MMA, 300 evaluations)."""
+    """The problem's optimiser settings, or ``OptimizerSettings()`` when it gives none.
+
+    Parameters
+    ----------
+    problem : Problem
+
+    Returns
+    -------
+    OptimizerSettings
+        ``problem.optimizer``, else the dataclass's defaults (the only definition of them).
+
+    Raises
+    ------
+    InputError
+        ``problem.optimizer`` is neither None nor an :class:`OptimizerSettings`.
+    """
     if problem.optimizer is None:
-        return OptimizerSettings(max_eval=300, xtol_rel=0.0, ftol_rel=1e-7, stagnation_tol=1e-7, stagnation_evals=5)
+        return OptimizerSettings()
     if not isinstance(problem.optimizer, OptimizerSettings):
-        raise InputError(f"{problem.label}: optimizer is {problem.optimizer!r}; allowed: fem_eigopt.OptimizerSettings")
+        raise InputError(f"{problem.label}: optimizer = {problem.optimizer!r}; allowed: None or a "
+                         "fem_eigopt.OptimizerSettings")
     return problem.optimizer
 
 
@@ -120,6 +136,15 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
         Factorisation backend.
     progress : bool
         Log one line per evaluation at INFO level (else DEBUG).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    InputError
+        Bad problem settings, or ``max_eval < 1``.
     """
     t_start = time.perf_counter()
     settings = settings or default_settings(problem)
@@ -159,7 +184,7 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
         feasible = record.max_g <= max(settings.constraint_tol, 1e-6)
         if run_dir is not None and feasible and record.f < best_holder["f"] and record.eval % 10 == 0:
             best_holder["f"] = record.f
-            _save_design(run_dir / "design_best.npz", evaluator, evaluator._solved)
+            _save_design(run_dir / "design_best.npz", evaluator, evaluator.last_analysis)
         if continuation is not None and continuation.step(record.change):
             evaluator.set_beta(continuation.beta)
             return "restart"
@@ -174,12 +199,12 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
                           initial_steps=evaluator.initial_steps)
     finally:
         evaluator.inexact_gradients = False
-    if getattr(evaluator.solver, "last_tol", 0.0) > getattr(evaluator.solver, "tol", 0.0):
+    if evaluator.solver.last_tol > evaluator.solver.tol:
         # the best design may have been solved to a step's looser tolerance: the results written
         # below (frequencies, mode shapes) get the full accuracy
         evaluator.clear_cache()
     final = evaluator(result.best_x)
-    solved = evaluator._solve(result.best_x[: evaluator.n_design])
+    solved = evaluator.analyse(result.best_x[: evaluator.n_design])
     wall = time.perf_counter() - t_start
     summary = {
         "problem": problem.name,

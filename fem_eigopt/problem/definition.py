@@ -25,6 +25,12 @@ from fem_eigopt.errors import InputError, fail
 Predicate = Callable[[np.ndarray], np.ndarray]
 
 
+def _is_number(value: Any) -> bool:
+    """A finite real number (not a bool)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and bool(np.isfinite(value)))
+
+
 @dataclass(frozen=True)
 class Material:
     """Linear isotropic elastic material.
@@ -160,37 +166,35 @@ class Analysis:
         factorisation kept from an earlier design (refreshed when convergence slows);
         ``"amg"``: LOBPCG with an algebraic-multigrid preconditioner, no factorisation (large 3D);
         ``"auto"``: ``"subspace"`` when optimising a 3D model or a 2D one with at least 10 000
-        free dofs, else ``"arpack"`` (measured fastest); ``"amg"`` for a 3D model of 100 000 free
-        dofs or more whose factorisation would need more than half the available memory
-        (PARDISO's estimate; the 1.07M-dof cantilever of ``benchmarks/bench_scale.py`` needs
-        ~21 GB).
+        free dofs, else ``"arpack"`` (the faster of the two there; docs/performance.md);
+        ``"amg"`` for a 3D model of 100 000 free dofs or more whose factorisation would need more
+        than half the available memory (PARDISO's estimate).
     eigen_tol : float or None
         Convergence tolerance of the eigen solver. ``"subspace"``, ``"amg"``: the relative
         residual of every differentiated eigenpair in the energy norm, about the relative error of
         its eigenvector and hence of its sensitivities. ``"arpack"``: ARPACK's ``tol``, the relative
         residual of the shift-inverted problem (eigenvector error about tol·λ/gap). Eigenvalues,
         Rayleigh quotients of the vectors, are then accurate to about ``eigen_tol²``. ``None``: the
-        solver's default (ARPACK: machine precision; subspace: 1e-6; amg: 1e-8). Measured on the
-        40 400-dof pyMOTO comparison problem: ARPACK with tol 1e-8 needs 21 instead of 32 solves,
-        eigenvalues unchanged to 2e-15.
+        solver's default (ARPACK: machine precision; subspace: 1e-6; amg: 1e-8). A looser ARPACK
+        tolerance saves solves and leaves the eigenvalues unchanged to rounding, since they are
+        accurate to about its square.
     eigen_tol_per_change : float
         ``"subspace"`` during an optimisation: the differentiated modes converge to
         ``min(max(eigen_tol, eigen_tol_per_change · Δ), 1e-4)`` where Δ is the RMS change of the
         physical densities since the last evaluated design — gradients as accurate as a step of
         that size needs, full accuracy again as the design settles (see
-        :class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`, ``tol_per_change``; about 20 % fewer
-        preconditioner solves in 2D). ``"amg"``: its tolerance is loosened by the same factor, at
+        :class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`, ``tol_per_change``; fewer
+        preconditioner solves). ``"amg"``: its tolerance is loosened by the same factor, at
         most 100 (:class:`~fem_eigopt.solvers.amg.AMGModalSolver`). Gradient checks and outputs always
         get ``eigen_tol``. 0: always ``eigen_tol`` (runs are then also less sensitive to threaded
         PARDISO's last bits).
     preconditioner_precision : str
         Precision of the factorisation that preconditions the ``"subspace"`` solver: ``"double"``,
-        ``"single"`` (PARDISO only: half the memory traffic, about 2x faster factorisations and
-        solves in 3D, the same converged modes — see
+        ``"single"`` (PARDISO only: half the memory traffic, faster factorisations and solves,
+        the same converged modes, since the preconditioner's error only costs iterations — see
         :class:`~fem_eigopt.solvers.subspace.SubspaceModalSolver`) or ``"auto"``: single when PARDISO is
-        the backend (MMA iterations measured 1.7x faster on the 52 920-dof 3D pyMOTO comparison
-        problem, 1.2x on the 40 400- and 160 800-dof 2D ones, same objectives to 1e-9), else
-        double. Other eigen solvers need exact solves or no factorisation; ``"single"`` is
+        the backend (faster MMA iterations in 2D and 3D with the same objectives; see
+        docs/performance.md), else double. Other eigen solvers need exact solves or no factorisation; ``"single"`` is
         refused for them.
     """
 
@@ -249,13 +253,16 @@ class DensityDesign:
     projection_beta : float
         Initial β of the Heaviside projection (Wang, Lazarov & Sigmund 2011); 0 = no projection.
     projection_eta : float
-        Threshold η of the projection.
+        Threshold η of the projection, 0 < η < 1 (0.5: the projection keeps the volume of a
+        uniform design; other values erode or dilate, as in robust formulations).
     beta_max, beta_factor, beta_every : float, float, int
-        β continuation: β ← β · factor every ``beta_every`` iterations up to ``beta_max``; the
-        optimiser restarts at each change.
+        β continuation: β ← β · factor every ``beta_every`` evaluations up to ``beta_max``; the
+        optimiser restarts at each change (``OptimizerSettings.restart_step`` caps its first
+        steps). ``beta_max <= projection_beta`` (the default 0) keeps β fixed.
     passive_solid, passive_void : predicate or None
         Elements whose centroid satisfies the predicate (x of shape (dim, n_elem) → bool) are fixed
-        at 1 (solid) or x_min (void) and are not design variables.
+        at 1 (solid: a mounting point) or x_min (void: a hole or a cable route) and are not
+        design variables.
     """
 
     initial: Any = 0.5
@@ -275,19 +282,25 @@ class DensityDesign:
     def __post_init__(self) -> None:
         if self.filter not in ("density", "helmholtz", "none"):
             raise InputError(f"design.filter = {self.filter!r}; allowed: 'density', 'helmholtz', 'none'")
-        if self.filter_radius is not None and not (np.isfinite(self.filter_radius) and self.filter_radius > 0):
+        if self.filter_radius is not None and not (_is_number(self.filter_radius) and self.filter_radius > 0):
             raise InputError(f"design.filter_radius = {self.filter_radius!r}; allowed: a length > 0 or None")
-        if not (self.projection_beta >= 0 and self.beta_max >= 0):
-            raise InputError(f"design.projection_beta = {self.projection_beta!r}, beta_max = {self.beta_max!r}; allowed: >= 0")
-        if not 0 < self.projection_eta < 1:
+        for name in ("projection_beta", "beta_max"):
+            value = getattr(self, name)
+            if not (_is_number(value) and value >= 0):
+                raise InputError(f"design.{name} = {value!r}; allowed: a finite number >= 0 (0: no projection)")
+        if not (_is_number(self.projection_eta) and 0 < self.projection_eta < 1):
             raise InputError(f"design.projection_eta = {self.projection_eta!r}; allowed: 0 < eta < 1")
-        if not (self.beta_factor > 1 and int(self.beta_every) >= 1):
-            raise InputError(f"design.beta_factor = {self.beta_factor!r}, beta_every = {self.beta_every!r}; allowed: factor > 1, every >= 1")
-        if not 0.0 <= self.x_min < 1.0:
+        if not (_is_number(self.beta_factor) and self.beta_factor > 1):
+            raise InputError(f"design.beta_factor = {self.beta_factor!r}; allowed: a finite number > 1")
+        if not (isinstance(self.beta_every, (int, np.integer)) and not isinstance(self.beta_every, bool)
+                and self.beta_every >= 1):
+            raise InputError(f"design.beta_every = {self.beta_every!r}; allowed: an integer >= 1 (evaluations)")
+        if not (_is_number(self.x_min) and 0.0 <= self.x_min < 1.0):
             raise InputError(f"design.x_min = {self.x_min!r}; allowed: 0 <= x_min < 1")
         init = np.asarray(self.initial, dtype=float)
         if np.any(init < self.x_min) or np.any(init > 1.0) or not np.all(np.isfinite(init)):
-            raise InputError(f"design.initial must lie in [x_min, 1] = [{self.x_min}, 1]")
+            bad = init if init.ndim == 0 else init[(init < self.x_min) | (init > 1.0) | ~np.isfinite(init)][0]
+            raise InputError(f"design.initial = {float(bad)!r}; allowed: numbers in [x_min, 1] = [{self.x_min}, 1]")
 
     def initial_densities(self, n_elem: int) -> np.ndarray:
         """The starting densities as an array of shape (n_elem,)."""
