@@ -2,7 +2,9 @@
 
 Every file of a run directory is written atomically: to a temporary file in the same directory,
 flushed and fsynced, then moved over the target with :func:`os.replace`, so a crash or Ctrl-C
-never leaves a half-written file behind (a reader sees the old version or the new one).
+never leaves a half-written file behind (a reader sees the old version or the new one). The files
+get the permissions the user's umask gives new files (``0o666 & ~umask``, e.g. 0644), not the
+0600 of :func:`tempfile.mkstemp`.
 """
 
 from __future__ import annotations
@@ -23,15 +25,34 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "write_csv", "save_npz",
-           "new_run_directory", "to_jsonable"]
+           "new_run_directory", "to_jsonable", "current_umask"]
+
+
+def current_umask() -> int:
+    """The process's umask (read from ``/proc/self/status`` where Linux has it, else set and reset)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no way to read it without setting it; restored at once
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (``0o666 & ~umask``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
