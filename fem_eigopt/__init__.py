@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 # Public name -> submodule. Loaded on first use (PEP 562), so that `import fem_eigopt` costs
 # nothing and the command line can set thread counts before numpy loads.
 _EXPORTS = {
+    "sweep": "sweeps.runner",
     "eigenvalue_scale_gradients": "sensitivity.eigenvalues",
     "eigenvector_adjoint": "sensitivity.eigenvectors",
     "scale_factor_gradient": "sensitivity.eigenvectors",
@@ -89,6 +90,18 @@ _EXPORTS = {
     "minimize": "optimize.driver",
     "modal_analysis": "optimize.modal_analysis",
     "rectangle": "problem.mesh",
+    "ShapeDesign": "problem.definition",
+    "ShapeEvaluator": "optimize.shape_evaluator",
+    "make_evaluator": "optimize.shape_evaluator",
+    "refined_analysis": "optimize.shape_evaluator",
+    "shape_summary": "optimize.shape_evaluator",
+    "TuningCents": "responses.tuning",
+    "KeepAwayCents": "responses.tuning",
+    "parse_ratios": "responses.tuning",
+    "VolumeLimit": "responses.volume",
+    "ProfileThickness": "responses.geometry",
+    "rigid_body_count": "responses.base",
+    "element_volumes_at": "fem.geometry",
 }
 
 __all__ = sorted(_EXPORTS)

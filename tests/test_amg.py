@@ -8,7 +8,7 @@ import pytest
 import fem_eigopt as fe
 from fem_eigopt.design.filters import element_centroids
 from fem_eigopt.fem.assembly import build_model
-from fem_eigopt.linalg.kernels import BlockOperator
+from fem_eigopt.linalg.kernels import BlockOperator, limited_threads
 from fem_eigopt.sensitivity.eigenvalues import eigenvalue_scale_gradients
 from fem_eigopt.solvers.amg import AMGModalSolver, AMGPreconditioner, rigid_body_modes
 from fem_eigopt.solvers.lanczos import ModalSolver
@@ -234,9 +234,12 @@ def test_preconditioner_and_block_products():
         dots[...] = np.einsum("ij,ij->j", R, out)
 
     counts = LobpcgCounts()
-    result = lobpcg(BlockOperator(K), BlockOperator(M), rng.standard_normal((K.shape[0], 4)), vcycle,
-                    relative_residuals(0.0), lambda lam: (np.full(4, 1e-9), 3), workspace=Workspace(),
-                    counts=counts, limit=80, orthogonalize=True, drop=1e-8)
+    # one BLAS/MKL thread: the same last bits on every run (a threaded run once broke down at
+    # residual 0.9 here; see the closing notes of the session that unified the kernel)
+    with limited_threads(1):
+        result = lobpcg(BlockOperator(K), BlockOperator(M), rng.standard_normal((K.shape[0], 4)), vcycle,
+                        relative_residuals(0.0), lambda lam: (np.full(4, 1e-9), 3), workspace=Workspace(),
+                        counts=counts, limit=80, orthogonalize=True, drop=1e-8)
     assert result.converged and np.all(result.residuals[:3] <= 1e-9) and result.iterations < 80
     assert counts.iterations == result.iterations and counts.rayleigh_ritz == result.iterations + 1
     assert result.iterations + 1 <= counts.preconditioner_columns <= 4 * (result.iterations + 1)

@@ -445,10 +445,14 @@ def check_coordinates(model: Model, X: np.ndarray, params: np.ndarray | None = N
         If some element is inverted or degenerate; names the parameter values and the elements.
     """
     ref = _reference(model)
-    mesh = model.basis.mesh
-    X = _coordinates(model, X)
-    det0 = _det_inv(_jacobians(mesh.p, mesh.t, ref.centroid_grads))[0][:, 0]  # (n_elem,)
-    det = _det_inv(_jacobians(X, mesh.t, ref.check_grads))[0]  # (n_elem, n_check)
+    return _check_jacobians(model.basis.mesh, _coordinates(model, X), ref.check_grads, ref.centroid_grads, params)
+
+
+def _check_jacobians(mesh: skfem.Mesh, X: np.ndarray, check_grads: np.ndarray, centroid_grads: np.ndarray,
+                     params: np.ndarray | None) -> float:
+    """Smallest det J(X) / |det J(mesh)| ratio with the reference orientation; InputError if ≤ 0."""
+    det0 = _det_inv(_jacobians(mesh.p, mesh.t, centroid_grads))[0][:, 0]  # (n_elem,)
+    det = _det_inv(_jacobians(X, mesh.t, check_grads))[0]  # (n_elem, n_check)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (det * np.sign(det0)[:, None]).min(axis=1) / np.abs(det0)
     bad = np.flatnonzero(~(ratio > 1e-12))
@@ -461,3 +465,62 @@ def check_coordinates(model: Model, X: np.ndarray, params: np.ndarray | None = N
             "allowed: values keeping every element's Jacobian determinant positive"
         )
     return float(ratio.min())
+
+
+# ----------------------------------------------------------------------------------------------
+# element volumes and their coordinate gradient (volume and mass constraints of shape designs)
+
+
+def element_volumes_at(model: Model, X: np.ndarray | None = None) -> np.ndarray:
+    """Element volumes ``v_e = t Σ_q w_q |det J_q|`` of the mesh at vertex coordinates ``X``.
+
+    Parameters
+    ----------
+    model : Model
+        Reference model (mesh topology, quadrature, plane-stress thickness ``t``; 1 in 3D).
+    X : ndarray (dim, n_vertices), optional
+        Vertex coordinates (m); default the model's own.
+
+    Returns
+    -------
+    ndarray (n_elem,)
+        Volumes (m³; in 2D the area times the thickness). The quadrature of the model's basis
+        integrates |det J| exactly for linear geometry (det J is a polynomial of degree ≤ dim − 1 in
+        each reference coordinate).
+    """
+    ref = _reference(model)
+    geo = _Geometry(ref, model.basis.mesh.t, _coordinates(model, X))
+    thickness = _material(model)[3]
+    return thickness * geo.dx.sum(axis=1)
+
+
+def volume_coordinate_gradient(model: Model, weights: np.ndarray, X: np.ndarray | None = None) -> np.ndarray:
+    """d/dX of ``Σ_e w_e v_e(X)``, the weighted sum of element volumes (exact).
+
+    With ``∂|det J|/∂J = |det J| J⁻ᵀ`` (Magnus & Neudecker 1999, ch. 8) the integrand of the
+    derivative is the identity in the module's momentum form (the mass form with ``u·v = 1``).
+
+    Parameters
+    ----------
+    model : Model
+    weights : ndarray (n_elem,)
+        Weight of each element's volume (e.g. density ρ_e for a mass, 1/V_ref for a ratio).
+    X : ndarray (dim, n_vertices), optional
+        Vertex coordinates (m); default the model's own.
+
+    Returns
+    -------
+    ndarray (dim, n_vertices)
+        Gradient (units of w·m³ per metre).
+    """
+    ref = _reference(model)
+    mesh = model.basis.mesh
+    X = _coordinates(model, X)
+    w = _scale(weights, mesh.t.shape[1], "weights")
+    geo = _Geometry(ref, mesh.t, X)
+    thickness = _material(model)[3]
+    dim = X.shape[0]
+    E = np.zeros((dim, dim) + geo.dx.shape)
+    for i in range(dim):
+        E[i, i] = thickness * w[:, None]
+    return _to_vertices(ref, geo, mesh.t, E, X.shape[1])

@@ -309,6 +309,9 @@ class OptimizeResult:
         least infeasible point if none is feasible.
     best_feasible : bool
         Whether ``best_x`` is feasible.
+    interrupted_by : str or None
+        ``"SIGINT"`` (Ctrl-C, KeyboardInterrupt) or ``"SIGTERM"`` when ``status`` is
+        ``"INTERRUPTED"``, else None (the command line exits with 130 or 143 accordingly).
     """
 
     x: np.ndarray
@@ -325,6 +328,7 @@ class OptimizeResult:
     best_fun: float
     best_constraints: np.ndarray
     best_feasible: bool
+    interrupted_by: Optional[str] = None
 
 
 Evaluate = Callable[[np.ndarray], Evaluation]
@@ -435,16 +439,23 @@ def minimize(
 
 
 class _Terminated(KeyboardInterrupt):
-    """Raised by our SIGTERM handler so that SIGTERM stops a run exactly like Ctrl-C."""
+    """Raised by our SIGTERM handler so that SIGTERM stops a run exactly like Ctrl-C.
+
+    Any KeyboardInterrupt whose ``signal_name`` attribute is ``"SIGTERM"`` (e.g. the command
+    line's own handler, active outside :func:`minimize`) counts as SIGTERM too.
+    """
+
+    signal_name = "SIGTERM"
 
 
 class _Stop(Exception):
     """Why the current NLopt run is being ended from inside a callback."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, signal_name: Optional[str] = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.signal_name = signal_name
 
 
 #: how a run ended: None when ``_Driver.stop`` says why; else (status, message, the run's last
@@ -791,6 +802,8 @@ class _Driver:
             nrun=self.run_index + 1,
             history=self.history,
             best_x=bx.copy(), best_fun=bev.f, best_constraints=bev.g.copy(), best_feasible=feasible,
+            interrupted_by=(self.stop.signal_name if self.status == "INTERRUPTED" and self.stop is not None
+                            else None),
         )
 
 
@@ -811,8 +824,10 @@ def _better(a: Evaluation, b: Evaluation, tol: float) -> bool:
 
 
 def _interrupted(exc: KeyboardInterrupt) -> _Stop:
-    what = "SIGTERM" if isinstance(exc, _Terminated) else "KeyboardInterrupt (Ctrl-C)"
-    return _Stop("INTERRUPTED", f"interrupted by {what}; returning the best design so far")
+    terminated = isinstance(exc, _Terminated) or getattr(exc, "signal_name", None) == "SIGTERM"
+    what = "SIGTERM" if terminated else "KeyboardInterrupt (Ctrl-C)"
+    return _Stop("INTERRUPTED", f"interrupted by {what}; returning the best design so far",
+                 signal_name="SIGTERM" if terminated else "SIGINT")
 
 
 def _nlopt_message(status: str) -> str:

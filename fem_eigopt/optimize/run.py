@@ -11,19 +11,39 @@
 * ``design.npz`` — design variables, physical densities, final modes; ``design_best.npz`` is
   refreshed during the run so an interrupted run keeps its best design;
 * ``design.png``, ``convergence.png`` — pictures; ``design.vtu`` — densities and mode shapes
-  for ParaView.
+  for ParaView;
+* ``run.log`` — the package's log records of the run (what the logging configuration lets
+  through the ``fem_eigopt`` logger: INFO and above from the command line).
 
-Every file is written atomically.
+Every file is written atomically (``run.log`` excepted: it grows during the run).
+
+Console and logging
+-------------------
+:func:`optimize` prints nothing: it logs through ``logging.getLogger(__name__)``, and only the
+command line (:mod:`fem_eigopt.cli`) configures handlers. Each evaluation is one log record at
+INFO (``progress=True``) or DEBUG (``progress=False``) whose message is a table row; the table
+header is logged before the first row and again every :data:`HEADER_EVERY` rows. The records that
+concern progress carry a dict under the attribute :data:`PROGRESS_ATTR` (``"event"``:
+``"start"``, ``"header"``, ``"evaluation"`` or ``"end"`` and the numbers), from which the command
+line draws its progress display; other handlers just see the text.
+
+To run :func:`optimize` quietly (a sweep, a notebook): pass ``progress=False`` and leave the
+``fem_eigopt`` logger at its default level (WARNING through the root logger) or capture it with a
+handler of your own; nothing else reaches the console.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
+import shlex
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,11 +52,27 @@ from fem_eigopt.errors import InputError
 from fem_eigopt.io.rundir import new_run_directory, save_npz, write_csv, write_json
 from fem_eigopt.optimize.driver import OptimizeResult, OptimizerSettings, minimize
 from fem_eigopt.optimize.evaluator import DesignEvaluator
+from fem_eigopt.optimize.shape_evaluator import ShapeEvaluator, make_evaluator, shape_summary
+from fem_eigopt.problem.definition import DensityDesign
 from fem_eigopt.problem.definition import Problem
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunResult", "optimize", "default_settings"]
+__all__ = ["RunResult", "optimize", "default_settings", "provenance", "PROGRESS_ATTR", "HEADER_EVERY",
+           "FAILED_STATUSES"]
+
+#: attribute of the progress log records holding their data (see the module docstring)
+PROGRESS_ATTR = "fem_eigopt_progress"
+
+#: the per-evaluation table header is repeated every this many rows
+HEADER_EVERY = 25
+
+#: optimiser stop reasons that are not a normal end (``summary.json``'s ``"success"`` is false);
+#: every other status (convergence, stagnation, the evaluation budget) is a normal end
+FAILED_STATUSES = ("INTERRUPTED", "ERROR", "FAILURE", "FORCED_STOP", "INVALID_ARGS", "OUT_OF_MEMORY",
+                   "ROUNDOFF_LIMITED")
+
+_PACKAGE_LOGGER = "fem_eigopt"
 
 
 @dataclass
@@ -119,7 +155,8 @@ def _history_row(record, n_show: int, names: list[str]) -> dict[str, Any]:
 
 def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval: int | None = None,
              settings: OptimizerSettings | None = None, backend: str | None = None,
-             progress: bool = True) -> RunResult:
+             progress: bool = True, command_line: Sequence[str] | None = None,
+             run_log: bool = True) -> RunResult:
     """Optimise ``problem`` and (unless ``out_dir`` is None) write a run directory.
 
     Parameters
@@ -135,7 +172,14 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
     backend : str, optional
         Factorisation backend.
     progress : bool
-        Log one line per evaluation at INFO level (else DEBUG).
+        Log the per-evaluation table (one row per evaluation, the header repeated) and the
+        progress records at INFO level; False: at DEBUG, so that a caller whose logging stops at
+        INFO (a sweep) sees only the run's start, end and warnings. See the module docstring.
+    command_line : sequence of str, optional
+        Recorded in ``run.json`` (default: ``sys.argv``).
+    run_log : bool
+        Write ``run.log`` into the run directory (the records reaching the ``fem_eigopt``
+        logger during the run; its level is not changed).
 
     Returns
     -------
@@ -145,6 +189,8 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
     ------
     InputError
         Bad problem settings, or ``max_eval < 1``.
+    OSError
+        The run directory cannot be created or written.
     """
     t_start = time.perf_counter()
     settings = settings or default_settings(problem)
@@ -152,41 +198,79 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
         if max_eval < 1:
             raise InputError(f"--max-eval {max_eval}; allowed: an integer >= 1")
         settings = _replace_settings(settings, max_eval=max_eval)
-    evaluator = DesignEvaluator(problem, backend=backend)
-    x0, lower, upper = evaluator.start()
-    initial = evaluator(x0)
+    log_handler = _RunLogHandler() if (run_log and out_dir is not None) else None
+    package_logger = logging.getLogger(_PACKAGE_LOGGER)
+    if log_handler is not None:
+        package_logger.addHandler(log_handler)
+    try:
+        return _optimize(problem, out_dir, settings, backend, progress, command_line, log_handler, t_start)
+    finally:
+        if log_handler is not None:
+            package_logger.removeHandler(log_handler)
+            log_handler.close()
+
+
+def _optimize(problem: Problem, out_dir: str | Path | None, settings: OptimizerSettings, backend: str | None,
+              progress: bool, command_line: Sequence[str] | None, log_handler: _RunLogHandler | None,
+              t_start: float) -> RunResult:
+    evaluator = make_evaluator(problem, backend=backend)
     run_dir = None
     if out_dir is not None:
         run_dir = new_run_directory(out_dir, problem.name or "problem", problem.parameters)
+        if log_handler is not None:
+            log_handler.open(run_dir / "run.log")
         logger.info("run directory: %s", run_dir)
+    x0, lower, upper = evaluator.start()
+    initial = evaluator(x0)
     design = problem.design
     continuation = None
-    if design.projection_beta > 0 and design.beta_max > design.projection_beta:
+    if isinstance(design, DensityDesign) and 0 < design.projection_beta < design.beta_max:
         continuation = BetaContinuation(beta0=design.projection_beta, factor=design.beta_factor,
                                         beta_max=design.beta_max, every=int(design.beta_every))
     n_show = min(4, evaluator.n_modes)
     level = logging.INFO if progress else logging.DEBUG
-    logger.log(level, "%d design variables, %d constraints, %d modes, filter radius %.4g, backend %s",
-               x0.size, initial.g.size, evaluator.n_modes, evaluator.filter_radius, evaluator.solver.backend)
+    total = int(settings.max_eval)
+    logger.log(level, "%d design variables, %d constraints, %d modes, filter radius %.4g, eigen solver %s, "
+               "backend %s, at most %d evaluations",
+               x0.size, initial.g.size, evaluator.n_modes, evaluator.filter_radius, type(evaluator.solver).__name__,
+               evaluator.solver.backend, total,
+               extra={PROGRESS_ATTR: {"event": "start", "total": total, "problem": problem.name,
+                                      "n_show": n_show}})
     header = f"{'eval':>5} {'objective':>12} {'max g':>10} " + " ".join(f"{'ω' + str(j + 1):>10}" for j in range(n_show)) \
-        + f" {'volume':>7} {'change':>8} {'s/eval':>7}"
-    logger.log(level, header)
+        + f" {'volume':>7} {'change':>8} {'beta':>6} {'s/eval':>7}"
     best_holder: dict[str, Any] = {"f": np.inf}
     last_time = [time.perf_counter()]
+    rows = [0]
 
-    def callback(record):
+    def report(record) -> None:
+        """Log the table row of ``record`` (and the header before it every HEADER_EVERY rows)."""
         info = record.info
         now = time.perf_counter()
-        om = " ".join(f"{v:10.4f}" for v in np.asarray(info["omega"])[:n_show])
+        if rows[0] % HEADER_EVERY == 0:
+            logger.log(level, header, extra={PROGRESS_ATTR: {"event": "header"}})
+        rows[0] += 1
+        omega = np.asarray(info["omega"])[:n_show]
+        om = " ".join(f"{v:10.4f}" for v in omega)
+        beta = info.get("beta", 0.0)
         logger.log(level, f"{record.eval:5d} {record.f:12.6g} {record.max_g:10.3g} {om} "
-                          f"{info['volume_fraction']:7.4f} {record.change:8.4f} {now - last_time[0]:7.3f}")
+                          f"{info['volume_fraction']:7.4f} {record.change:8.4f} {beta:6.3g} {now - last_time[0]:7.3f}",
+                   extra={PROGRESS_ATTR: {
+                       "event": "evaluation", "eval": record.eval, "total": total, "f": record.f,
+                       "max_g": record.max_g, "omega": omega.tolist(),
+                       "frequencies_hz": np.asarray(info["frequencies_hz"])[:n_show].tolist(),
+                       "beta": beta, "stage": record.run + 1, "time": record.time}})
         last_time[0] = now
+
+    def callback(record):
+        report(record)
         feasible = record.max_g <= max(settings.constraint_tol, 1e-6)
         if run_dir is not None and feasible and record.f < best_holder["f"] and record.eval % 10 == 0:
             best_holder["f"] = record.f
             _save_design(run_dir / "design_best.npz", evaluator, evaluator.last_analysis)
         if continuation is not None and continuation.step(record.change):
             evaluator.set_beta(continuation.beta)
+            logger.info("β = %g from evaluation %d on (continuation stage %d)", continuation.beta, record.eval + 1,
+                        record.run + 2)
             return "restart"
         return None
 
@@ -199,6 +283,10 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
                           initial_steps=evaluator.initial_steps)
     finally:
         evaluator.inexact_gradients = False
+    # the driver stops (budget, stagnation, interrupt) before the callback sees the last
+    # evaluation: its row is printed here
+    for record in result.history[rows[0]:]:
+        report(record)
     if evaluator.solver.last_tol > evaluator.solver.tol:
         # the best design may have been solved to a step's looser tolerance: the results written
         # below (frequencies, mode shapes) get the full accuracy
@@ -211,7 +299,10 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
         "source": problem.source,
         "parameters": {k: v for k, v in problem.parameters.items()},
         "status": result.status,
-        "success": bool(result.success),
+        "success": result.status not in FAILED_STATUSES,
+        "converged": bool(result.success),
+        "feasible": bool(result.best_feasible),
+        "interrupted_by": result.interrupted_by,
         "message": result.message,
         "objective": float(final.f),
         "objective_name": evaluator.objective.name,
@@ -230,15 +321,55 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
         "n_free_dofs": evaluator.model.n_free,
         "wall_time_s": wall,
     }
+    if isinstance(evaluator, ShapeEvaluator):
+        summary.update(shape_summary(evaluator, final, initial))
     history = [_history_row(r, evaluator.n_modes, evaluator.constraint_names) for r in result.history]
     if run_dir is not None:
-        _write_run(run_dir, problem, evaluator, result, summary, history, solved, settings)
-    logger.log(level, "%s after %d evaluations: ω = %s rad/s (initial %s), volume %.4f, %.1f s",
-               result.status, result.nfev, np.array2string(np.asarray(final.info["omega"])[:n_show], precision=3),
-               np.array2string(np.asarray(initial.info["omega"])[:n_show], precision=3),
-               summary["volume_fraction"], wall)
+        _write_run(run_dir, problem, evaluator, result, summary, history, solved, settings,
+                   provenance(evaluator, command_line))
+    logger.info("%s after %d evaluations: ω = %s rad/s (initial %s), volume %.4f, %.1f s",
+                result.status, result.nfev, np.array2string(np.asarray(final.info["omega"])[:n_show], precision=3),
+                np.array2string(np.asarray(initial.info["omega"])[:n_show], precision=3),
+                summary["volume_fraction"], wall,
+                extra={PROGRESS_ATTR: {"event": "end", "status": result.status, "evaluations": result.nfev}})
     return RunResult(summary=summary, result=result, densities=solved["rho"], run_dir=run_dir,
                      evaluator=evaluator, history=history)
+
+
+class _RunLogHandler(logging.Handler):
+    """``run.log``: keeps the records until the run directory exists, then writes them to the file."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        self._pending: list[logging.LogRecord] = []
+        self._stream = None
+
+    def open(self, path: Path) -> None:
+        """Start writing to ``path``; the records kept so far are written first."""
+        self._stream = open(path, "a", encoding="utf-8")
+        for record in self._pending:
+            self._write(record)
+        self._pending.clear()
+
+    def _write(self, record: logging.LogRecord) -> None:
+        self._stream.write(self.format(record) + "\n")
+        self._stream.flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self._stream is None:
+                self._pending.append(record)
+            else:
+                self._write(record)
+        except Exception:  # a log file must never end the run
+            self.handleError(record)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        super().close()
 
 
 def _replace_settings(settings: OptimizerSettings, **changes) -> OptimizerSettings:
@@ -252,13 +383,125 @@ def _save_design(path: Path, evaluator: DesignEvaluator, solved: dict) -> None:
              beta=np.float64(evaluator.beta))
 
 
-def _write_run(run_dir: Path, problem: Problem, evaluator: DesignEvaluator, result: OptimizeResult,
-               summary: dict, history: list, solved: dict, settings: OptimizerSettings) -> None:
-    import nlopt
-    import scipy
-    import skfem
+def provenance(evaluator: DesignEvaluator | None = None, command_line: Sequence[str] | None = None) -> dict:
+    """What the results depend on besides the problem: for ``run.json``.
 
+    Parameters
+    ----------
+    evaluator : DesignEvaluator, optional
+        Gives the eigen solver and factorisation backend actually used.
+    command_line : sequence of str, optional
+        Default ``sys.argv``.
+
+    Returns
+    -------
+    dict
+        ``command_line`` (a shell-quoted string) and ``argv``, ``cwd``, ``solver`` (eigen solver
+        class, factorisation backend, the requested settings), ``threads`` (threadpoolctl's view
+        of each BLAS/OpenMP library, ``OMP/MKL/OPENBLAS_NUM_THREADS``), ``versions`` (Python,
+        NumPy, SciPy, scikit-fem, NLopt, MKL, fem_eigopt), ``git`` (commit and whether the work
+        tree has changes, when the package runs from a checkout) and ``machine`` (CPU model, cores,
+        platform). Anything unknown is None.
+    """
     from fem_eigopt import __version__
+
+    argv = [str(a) for a in (sys.argv if command_line is None else command_line)]
+    out: dict[str, Any] = {"command_line": shlex.join(argv), "argv": argv, "cwd": os.getcwd()}
+    if evaluator is not None:
+        a = evaluator.problem.analysis
+        out["solver"] = {"eigensolver": type(evaluator.solver).__name__,
+                         "backend": evaluator.solver.backend,
+                         "requested_eigensolver": a.eigensolver, "requested_backend": a.backend}
+    versions: dict[str, Any] = {"fem_eigopt": __version__, "python": platform.python_version(),
+                                "numpy": np.__version__}
+    for name, module in (("scipy", "scipy"), ("scikit-fem", "skfem"), ("nlopt", "nlopt")):
+        try:
+            versions[name] = getattr(__import__(module), "__version__", None)
+        except ImportError:
+            versions[name] = None
+    threads: list[dict] = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        for lib in threadpool_info():
+            threads.append({"api": lib.get("internal_api"), "prefix": lib.get("prefix"),
+                            "version": lib.get("version"), "threads": lib.get("num_threads"),
+                            "threading_layer": lib.get("threading_layer")})
+    except Exception:  # threadpoolctl missing or failing: provenance must not end a run
+        pass
+    versions["mkl"] = next((t["version"] for t in threads if t["api"] == "mkl"), None)
+    if versions["mkl"] is None:
+        versions["mkl"] = _mkl_version()
+    out["versions"] = versions
+    out["threads"] = {"libraries": threads,
+                      "environment": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                                      "OPENBLAS_NUM_THREADS")}}
+    out["machine"] = {"cpu": _cpu_model(), "cores": os.cpu_count(),
+                      "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                      "platform": platform.platform()}
+    out["git"] = _git_state()
+    return out
+
+
+def _mkl_version() -> str | None:
+    try:
+        import ctypes
+
+        from fem_eigopt.linalg import mkl
+
+        mkl.load_pardiso()
+        get = mkl._mkl_library.MKL_Get_Version_String
+        get.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        get.restype = None
+        buf = ctypes.create_string_buffer(256)
+        get(buf, 256)
+        return buf.value.decode(errors="replace").strip() or None
+    except Exception:  # MKL not there
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _git_state() -> dict | None:
+    """Commit and dirtiness of the checkout the package runs from (None when not a checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        changes = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "modified": bool(changes), "root": str(root)}
+
+
+def _user_mode(path: Path) -> Path:
+    """Give ``path`` the mode the user's umask gives new files (writers using ``mkstemp`` make 0600)."""
+    from fem_eigopt.io.rundir import current_umask
+
+    os.chmod(path, 0o666 & ~current_umask())
+    return path
+
+
+def _write_run(run_dir: Path, problem: Problem, evaluator: DesignEvaluator, result: OptimizeResult,
+               summary: dict, history: list, solved: dict, settings: OptimizerSettings,
+               provenance_info: dict | None = None) -> None:
+    """Write the run directory's files: numbers first, then pictures and ParaView files.
+
+    The pictures block at the end is where further pictures go (each guarded: a picture must
+    never cost the user the result files).
+    """
     from fem_eigopt.io.paraview import save_vtu
     from fem_eigopt.io.pictures import (
         convergence_figure,
@@ -271,9 +514,7 @@ def _write_run(run_dir: Path, problem: Problem, evaluator: DesignEvaluator, resu
         "problem": problem.name, "source": problem.source, "parameters": problem.parameters,
         "description": problem.description, "settings": settings.__dict__,
         "objective": repr(problem.objective), "constraints": [repr(c) for c in problem.constraints],
-        "versions": {"fem_eigopt": __version__, "python": platform.python_version(), "numpy": np.__version__,
-                     "scipy": scipy.__version__, "scikit-fem": getattr(skfem, "__version__", "?"),
-                     "nlopt": nlopt.__version__},
+        **(provenance_info if provenance_info is not None else provenance(evaluator)),
     })
     write_csv(run_dir / "history.csv", history)
     modes = solved["modes"]
@@ -286,6 +527,6 @@ def _write_run(run_dir: Path, problem: Problem, evaluator: DesignEvaluator, resu
         save_figure_png(convergence_figure([{"eval": r.eval, "f": r.f, "max_g": r.max_g,
                                              "omega": r.info["omega"]} for r in result.history]),
                         run_dir / "convergence.png")
-        save_vtu(run_dir / "design.vtu", evaluator.model, solved["rho"], modes)
+        _user_mode(save_vtu(run_dir / "design.vtu", evaluator.model, solved["rho"], modes))
     except Exception:  # pictures must never cost the user the numbers above
         logger.exception("writing pictures / VTU failed; the result files are complete")

@@ -312,6 +312,89 @@ class DensityDesign:
         return init.copy()
 
 
+@dataclass(frozen=True)
+class ShapeDesign:
+    """Shape parameters p as design variables: vertex coordinates X(p) through a shape map.
+
+    The mesh's topology, dofs and supports stay; the vertices move to ``shape_map.coordinates(p)``
+    and the element matrices are recomputed there (:func:`~fem_eigopt.fem.geometry.model_at_coordinates`).
+    Eigenvalue gradients are exact shape derivatives (:mod:`fem_eigopt.sensitivity.shape`).
+
+    Parameters
+    ----------
+    shape_map : ShapeMap
+        p (n_params,) → X (dim, n_vertices), e.g. :class:`~fem_eigopt.design.shape.ProfileShapeMap`
+        built on the problem's mesh.
+    initial : float or array (n_params,), optional
+        Starting parameters; None: the map's ``reference_parameters()`` (the unmoved mesh) when it
+        has them, else zeros.
+    lower, upper : float or array (n_params,)
+        Bounds of the parameters (units of p, e.g. m of thickness). Choose the lower bounds so that
+        the mesh stays valid: for a profile map with ``kind="linear"`` or ``"bspline"`` any
+        ``lower > 0`` does (see :class:`~fem_eigopt.design.shape.ProfileShapeMap`); a design that
+        still inverts an element is refused with an :class:`~fem_eigopt.errors.InputError` naming
+        the parameter values.
+    names : sequence of str, optional
+        Names of the parameters (history, messages); default ``p1, p2, …``.
+    """
+
+    shape_map: Any
+    initial: Any = None
+    lower: Any = -np.inf
+    upper: Any = np.inf
+    names: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        from fem_eigopt.design.shape import ShapeMap
+
+        if not isinstance(self.shape_map, ShapeMap):
+            raise InputError(f"design.shape_map is {self.shape_map!r}; allowed: a fem_eigopt ShapeMap "
+                             "(e.g. ProfileShapeMap)")
+        n = self.shape_map.n_params
+        init, lo, hi = self.initial_parameters(), self.bounds()[0], self.bounds()[1]
+        if np.any(lo > hi):
+            raise InputError(f"design bounds lower = {lo.tolist()} > upper = {hi.tolist()}; allowed: lower <= upper")
+        if np.any(init < lo) or np.any(init > hi):
+            raise InputError(f"design.initial = {init.tolist()}; allowed: within the bounds "
+                             f"[{lo.tolist()}, {hi.tolist()}]")
+        if self.names is not None and len(self.names) != n:
+            raise InputError(f"design.names has {len(self.names)} entries; allowed: {n}, one per parameter")
+
+    @property
+    def n_params(self) -> int:
+        """Number of shape parameters."""
+        return int(self.shape_map.n_params)
+
+    def _vector(self, value: Any, what: str) -> np.ndarray:
+        n = self.n_params
+        v = np.asarray(value, dtype=float)
+        if v.ndim == 0:
+            v = np.full(n, float(v))
+        if v.shape != (n,) or np.any(np.isnan(v)):
+            raise InputError(f"design.{what} = {value!r}; allowed: a number or {n} numbers")
+        return v
+
+    def initial_parameters(self) -> np.ndarray:
+        """Starting parameters p0, shape (n_params,)."""
+        if self.initial is None:
+            ref = getattr(self.shape_map, "reference_parameters", None)
+            init = ref() if callable(ref) else np.zeros(self.n_params)
+        else:
+            init = self.initial
+        init = self._vector(init, "initial")
+        if not np.all(np.isfinite(init)):
+            raise InputError(f"design.initial = {init.tolist()}; allowed: finite numbers")
+        return init
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) bounds of the parameters, each shape (n_params,)."""
+        return self._vector(self.lower, "lower"), self._vector(self.upper, "upper")
+
+    def parameter_names(self) -> list[str]:
+        """Names of the parameters (``p1, p2, …`` by default)."""
+        return list(self.names) if self.names is not None else [f"p{j + 1}" for j in range(self.n_params)]
+
+
 _ELEMENTS = {
     "tri1": skfem.ElementTriP1,
     "tri2": skfem.ElementTriP2,
@@ -347,8 +430,9 @@ class Problem:
     supports : sequence of Support
     point_masses : sequence of PointMass
     analysis : Analysis
-    design : DensityDesign or None
-        Without a design the structure is analysed as solid (all scale factors 1).
+    design : DensityDesign, ShapeDesign or None
+        Without a design the structure is analysed as solid (all scale factors 1); a
+        :class:`ShapeDesign` is analysed at its initial parameters by the shape evaluator.
     objective, constraints, optimizer
         Optimisation settings (see :mod:`fem_eigopt.optimize.run`); unused by the modal analysis.
     name : str
@@ -364,7 +448,7 @@ class Problem:
     supports: tuple[Support, ...] = ()
     point_masses: tuple[PointMass, ...] = ()
     analysis: Analysis = field(default_factory=Analysis)
-    design: DensityDesign | None = None
+    design: DensityDesign | ShapeDesign | None = None
     objective: Any = None
     constraints: tuple = ()
     optimizer: Any = None
@@ -409,6 +493,16 @@ class Problem:
         for i, pm in enumerate(self.point_masses):
             if len(pm.at) != dim:
                 raise fail(where, f"point_masses[{i}].at = {pm.at!r}; allowed: {dim} coordinates")
+        if isinstance(self.design, ShapeDesign):
+            from fem_eigopt.design.shape import check_mesh_coordinates
+
+            p0 = self.design.initial_parameters()
+            try:
+                X0 = self.design.shape_map.coordinates(p0)
+                check_mesh_coordinates(self.mesh, X0, params=p0)
+            except InputError as exc:
+                named = ", ".join(f"{n}={v:.6g}" for n, v in zip(self.design.parameter_names(), p0))
+                raise fail(where, f"design.initial: {exc} [{named}]") from None
 
     @property
     def label(self) -> str:

@@ -17,7 +17,69 @@ import skfem
 
 from fem_eigopt.errors import InputError
 
-__all__ = ["rectangle", "box", "from_file", "mapped"]
+__all__ = ["rectangle", "box", "from_file", "mapped", "model_memory_estimate", "check_model_size"]
+
+#: bytes per element-matrix entry (n_cells × dofs_per_cell²) that a model and its optimisation
+#: hold: the assembly pattern and operators, K and M, the factorisation and the eigen solver's
+#: blocks. Measured as the peak resident memory of the first evaluation of problems/beam.py
+#: (quad1, PARDISO, subspace solver): 117 bytes at 160 000 cells, 131 at 40 000; the value is
+#: rounded down, so a model refused by :func:`check_model_size` certainly does not fit.
+BYTES_PER_MATRIX_ENTRY = 100
+
+#: displacement dofs per cell of the lowest-order element of each mesh kind (what a mesh builder
+#: knows before the element is chosen)
+_LINEAR_DOFS_PER_CELL = {"quad": 8, "tri": 6, "hex": 24, "tet": 12}
+
+
+def model_memory_estimate(n_cells: int, dofs_per_cell: int) -> float:
+    """Bytes a model of ``n_cells`` cells with ``dofs_per_cell`` displacement dofs per cell needs.
+
+    Parameters
+    ----------
+    n_cells : int
+        Number of cells (elements).
+    dofs_per_cell : int
+        Displacement degrees of freedom of one element (8 for a quad1 in 2D, 24 for a hex1).
+
+    Returns
+    -------
+    float
+        ``BYTES_PER_MATRIX_ENTRY · n_cells · dofs_per_cell²``: the element-matrix entries set the
+        size of the assembly pattern, of K and M and (to first order, in 2D) of the factorisation.
+    """
+    return float(BYTES_PER_MATRIX_ENTRY) * float(n_cells) * float(dofs_per_cell) ** 2
+
+
+def check_model_size(n_cells: int, dofs_per_cell: int, where: str) -> None:
+    """Refuse a model whose memory estimate exceeds the memory available now (before allocating it).
+
+    Parameters
+    ----------
+    n_cells : int
+        Number of cells.
+    dofs_per_cell : int
+        Displacement dofs of one element.
+    where : str
+        What to name in the message (``"rectangle(nx=100000, ny=10000)"``).
+
+    Raises
+    ------
+    InputError
+        :func:`model_memory_estimate` is above the available memory (Linux ``MemAvailable``); no
+        check where the available memory is unknown.
+    """
+    from fem_eigopt.linalg.factorization import available_memory
+
+    available = available_memory()
+    if available is None:
+        return
+    needed = model_memory_estimate(n_cells, dofs_per_cell)
+    if needed > available:
+        fits = int(available / (BYTES_PER_MATRIX_ENTRY * dofs_per_cell**2))
+        raise InputError(
+            f"{where}: {n_cells:,} cells need about {needed / 1e9:,.1f} GB "
+            f"({BYTES_PER_MATRIX_ENTRY} bytes x {dofs_per_cell}^2 element-matrix entries per cell), "
+            f"{available / 1e9:.1f} GB available; allowed: at most about {fits:,} cells")
 
 
 def _check_divisions(**counts: int) -> None:
@@ -45,9 +107,18 @@ def rectangle(
         Number of cells along x and y.
     kind : {"quad", "tri"}
         Quadrilaterals, or triangles (each quad split in two).
+
+    Raises
+    ------
+    InputError
+        A length or count out of range, or a mesh whose model (linear elements) would not fit in
+        the available memory (:func:`check_model_size`), refused before anything is allocated.
     """
     _check_lengths(lx=lx, ly=ly)
     _check_divisions(nx=nx, ny=ny)
+    if kind in ("quad", "tri"):
+        cells = nx * ny * (2 if kind == "tri" else 1)
+        check_model_size(cells, _LINEAR_DOFS_PER_CELL[kind], f"rectangle(nx={nx}, ny={ny}, kind={kind!r})")
     x = origin[0] + np.linspace(0.0, lx, nx + 1)
     y = origin[1] + np.linspace(0.0, ly, ny + 1)
     if kind == "quad":
@@ -63,9 +134,18 @@ def box(
     lx: float, ly: float, lz: float, nx: int, ny: int, nz: int, *, kind: str = "hex",
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> skfem.Mesh:
-    """Structured mesh of a box with ``nx × ny × nz`` cells (hexahedra, or tetrahedra: 6 per cell)."""
+    """Structured mesh of a box with ``nx × ny × nz`` cells (hexahedra, or tetrahedra: 6 per cell).
+
+    Raises
+    ------
+    InputError
+        As :func:`rectangle`.
+    """
     _check_lengths(lx=lx, ly=ly, lz=lz)
     _check_divisions(nx=nx, ny=ny, nz=nz)
+    if kind in ("hex", "tet"):
+        cells = nx * ny * nz * (6 if kind == "tet" else 1)
+        check_model_size(cells, _LINEAR_DOFS_PER_CELL[kind], f"box(nx={nx}, ny={ny}, nz={nz}, kind={kind!r})")
     x = origin[0] + np.linspace(0.0, lx, nx + 1)
     y = origin[1] + np.linspace(0.0, ly, ny + 1)
     z = origin[2] + np.linspace(0.0, lz, nz + 1)

@@ -57,6 +57,18 @@ class ModalState:
         The discretised structure (dof maps).
     iteration : int
         Evaluation counter.
+    info : dict
+        Results a response reports for the history (e.g. ``tracked_modes``, ``tuning_cents``);
+        the evaluator copies them into the evaluation's ``info``.
+    parameters : ndarray (n_params,) or None
+        Shape parameters p of a shape design (None for density designs).
+    shape_map : ShapeMap or None
+        The shape design's map p → X (None for density designs).
+
+    Notes
+    -----
+    For a shape design the densities are ones and ``element_volumes`` are those of the moved mesh
+    X(p), so ``element_volumes @ densities`` is the structure's volume at this design.
     """
 
     eigenvalues: np.ndarray
@@ -68,6 +80,8 @@ class ModalState:
     model: Any
     iteration: int = 0
     info: dict = field(default_factory=dict)
+    parameters: np.ndarray | None = None
+    shape_map: Any = None
 
 
 @dataclass
@@ -87,6 +101,13 @@ class Partials:
         ∂g/∂b for the auxiliary bound variables (filled by the evaluator's offsets).
     name : str
         For history and messages.
+    d_element_volumes : ndarray (n_elem,) or None
+        Explicit ∂g/∂v_e (per m³) with respect to the element volumes. They depend on the design
+        only for shape designs (the shape evaluator chains them through dv_e/dX and dX/dp); for
+        density designs the element volumes are constant and this term is zero.
+    d_parameters : ndarray (n_params,) or None
+        Explicit ∂g/∂p with respect to the shape parameters (geometric constraints of a shape
+        design); only shape designs have parameters.
     """
 
     value: float
@@ -95,6 +116,8 @@ class Partials:
     d_densities: np.ndarray | None = None
     d_bounds: dict[int, float] = field(default_factory=dict)
     name: str = ""
+    d_element_volumes: np.ndarray | None = None
+    d_parameters: np.ndarray | None = None
 
 
 def _unit(k: int, i: int, scale: float = 1.0) -> np.ndarray:
@@ -173,6 +196,104 @@ class TrackedMode:
             self.reference = state.vectors[:, i].copy()
         self.previous = state.vectors.copy()
         return i
+
+
+def rigid_body_count(eigenvalues: np.ndarray, rtol: float = 1e-6) -> int:
+    """Number of leading (near-)zero eigenvalues: the rigid-body modes of an unsupported structure.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray (k,)
+        Ascending eigenvalues λ ((rad/s)²).
+    rtol : float
+        λ_i counts as zero when |λ_i| ≤ rtol · max|λ| of the computed ones (a free–free 2D body
+        has 3, a 3D one 6; with the auto shift their computed λ are ~1e-10 of the elastic ones).
+
+    Returns
+    -------
+    int
+    """
+    lam = np.asarray(eigenvalues, dtype=float)
+    if lam.size == 0:
+        return 0
+    scale = np.max(np.abs(lam)) or 1.0
+    n = 0
+    while n < lam.size and abs(lam[n]) <= rtol * scale:
+        n += 1
+    return n
+
+
+def direction_fraction(model: Any, vectors: np.ndarray, mass_matrix: Any, component: int) -> np.ndarray:
+    """Share of each mode's kinetic energy (φᵀMφ) carried by one displacement component.
+
+    Parameters
+    ----------
+    model : Model
+        Supplies ``free_dofs`` and ``dof_component`` (component of each dof).
+    vectors : ndarray (n_free, k)
+    mass_matrix : sparse (n_free, n_free)
+    component : int
+        0 = x, 1 = y, 2 = z.
+
+    Returns
+    -------
+    ndarray (k,)
+        In [0, 1] (exactly so for a lumped mass matrix; the consistent mass's coupling of
+        components is zero for the isoparametric elements used here, which share one scalar basis).
+        A vertical bending mode of a bar (y across) has a y-share near 1.
+    """
+    on = (np.asarray(model.dof_component)[np.asarray(model.free_dofs)] == component).astype(float)
+    MV = mass_matrix @ vectors
+    total = np.einsum("ij,ij->j", vectors, MV)
+    part = np.einsum("ij,ij->j", vectors * on[:, None], MV)
+    return part / np.where(total == 0, 1.0, total)
+
+
+def mirror_parity(model: Any, vectors: np.ndarray, mass_matrix: Any, axis: int, center: float) -> np.ndarray:
+    """Parity of each mode under the mirror x_axis → 2·center − x_axis: +1 symmetric, −1 antisymmetric.
+
+    The mirror maps the displacement at a dof location to the mirrored location, flipping the
+    component along ``axis``; the parity is ``φᵀ M (Pφ) / φᵀ M φ``. For a bar of width along z
+    mirrored about its mid-plane, vertical bending modes have parity +1, torsional and lateral
+    bending modes −1 (a mesh symmetric about the plane is assumed; dofs without a mirror partner
+    contribute zero).
+
+    Parameters
+    ----------
+    model : Model
+        ``basis.doflocs`` (dim, n_dofs) and ``dof_component`` give each dof's location and component.
+    vectors : ndarray (n_free, k)
+    mass_matrix : sparse (n_free, n_free)
+    axis : int
+        Normal of the mirror plane (0 = x, 1 = y, 2 = z).
+    center : float
+        Position of the plane on that axis (m).
+
+    Returns
+    -------
+    ndarray (k,)
+        In [−1, 1].
+    """
+    from scipy.spatial import cKDTree
+
+    locs = np.asarray(model.basis.doflocs, dtype=float)
+    comp = np.asarray(model.dof_component)
+    mirrored = locs.copy()
+    mirrored[axis] = 2.0 * center - mirrored[axis]
+    scale = float(np.ptp(locs, axis=1).max()) or 1.0
+    # tell the components apart by an offset far larger than the mesh
+    tree = cKDTree((locs + 10.0 * scale * comp[None, :]).T)
+    dist, partner = tree.query((mirrored + 10.0 * scale * comp[None, :]).T)
+    ok = dist <= 1e-6 * scale
+    sign = np.where(comp == axis, -1.0, 1.0)
+    full = model.expand(vectors)
+    Pfull = np.zeros_like(full)
+    Pfull[ok] = sign[ok, None] * full[partner[ok]]
+    P = Pfull[np.asarray(model.free_dofs)]
+    MV = mass_matrix @ vectors
+    num = np.einsum("ij,ij->j", P, MV)
+    den = np.einsum("ij,ij->j", vectors, MV)
+    return num / np.where(den == 0, 1.0, den)
 
 
 def _mode_index(mode, state: ModalState) -> int:

@@ -58,3 +58,59 @@ class VolumeConstraint(Response):
             out.append(Partials(1.0 - vf / self.min_fraction, d_densities=-dvf / self.min_fraction,
                                 name="volume_min"))
         return out
+
+
+@dataclass
+class VolumeLimit(Response):
+    """Material volume V = Σ_e ρ̄_e v_e within limits relative to a reference volume.
+
+    Constraints ``V / (max_ratio · V_ref) − 1 ≤ 0`` (name ``volume_max``) and
+    ``1 − V / (min_ratio · V_ref) ≤ 0`` (``volume_min``); ``min_ratio = max_ratio`` is not allowed
+    (use e.g. 0.999 and 1 for a fixed volume). Partials: ∂V/∂ρ̄_e = v_e and ∂V/∂v_e = ρ̄_e, so the
+    same constraint is exact for density designs (element volumes constant) and for shape designs
+    (the shape evaluator chains ∂V/∂v_e through dv_e/dX and dX/dp). With a uniform material the
+    mass is ρ V: a volume limit is a mass limit.
+
+    Parameters
+    ----------
+    max_ratio, min_ratio : float or None
+        Limits of V / V_ref (at least one).
+    reference : float or None
+        V_ref (m³); None: the volume of the starting design.
+    """
+
+    max_ratio: float | None = 1.0
+    min_ratio: float | None = None
+    reference: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_ratio is None and self.min_ratio is None:
+            raise InputError("VolumeLimit needs max_ratio and/or min_ratio")
+        for n in ("max_ratio", "min_ratio", "reference"):
+            v = getattr(self, n)
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise InputError(f"VolumeLimit.{n} = {v!r}; allowed: None or a number > 0")
+        if self.max_ratio is not None and self.min_ratio is not None and not self.min_ratio < self.max_ratio:
+            raise InputError(f"VolumeLimit.min_ratio = {self.min_ratio!r}; allowed: < max_ratio = {self.max_ratio}")
+        self.name = "volume_limit"
+        self._ref = self.reference
+
+    def prepare(self, state: ModalState) -> np.ndarray:
+        if self.reference is None:
+            self._ref = float(state.element_volumes @ state.densities)
+        return np.zeros(0)
+
+    def evaluate(self, state: ModalState, bounds: np.ndarray) -> list[Partials]:
+        if self._ref is None:
+            self.prepare(state)
+        V = float(state.element_volumes @ state.densities)
+        out = []
+        if self.max_ratio is not None:
+            c = 1.0 / (self.max_ratio * self._ref)
+            out.append(Partials(V * c - 1.0, d_densities=state.element_volumes * c,
+                                d_element_volumes=state.densities * c, name="volume_max"))
+        if self.min_ratio is not None:
+            c = 1.0 / (self.min_ratio * self._ref)
+            out.append(Partials(1.0 - V * c, d_densities=-state.element_volumes * c,
+                                d_element_volumes=-state.densities * c, name="volume_min"))
+        return out
