@@ -1,6 +1,7 @@
-"""Command line: ``python -m fem_eigopt [run|modal|check-grad|info] PROBLEM.py [--set KEY=VALUE ...]``.
+"""Command line: ``python -m fem_eigopt [run|modal|check-grad|info] PROBLEM.py [--set KEY=VALUE ...]``,
+``python -m fem_eigopt --resume RUN_DIR`` and ``python -m fem_eigopt plot RUN_DIR``.
 
-Without a command name, ``run`` is assumed.
+Without a command name, ``run`` is assumed (``--resume RUN_DIR`` is an option of ``run``).
 
 Console
 -------
@@ -18,8 +19,10 @@ Exit codes
 ----------
 0 success; 1 a failed gradient check; 2 bad input — one line on stderr naming the file or option,
 the value and what is allowed (``--debug`` prints the traceback before that line and still exits
-with 2); 130 interrupted by Ctrl-C (SIGINT); 143 terminated (SIGTERM) — both after writing the run
-directory with ``"status": "INTERRUPTED"``; 141 stdout closed early (``| head``), quietly.
+with 2), also ``--resume`` of a finished run or of a directory without a readable checkpoint;
+130 interrupted by Ctrl-C (SIGINT); 143 terminated (SIGTERM) — both after writing the run
+directory with ``"status": "INTERRUPTED"`` and its checkpoint (``--resume`` continues it);
+141 stdout closed early (``| head``), quietly.
 """
 
 from __future__ import annotations
@@ -81,8 +84,9 @@ def _add_console(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks (the exit code stays 2)")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("problem", help="problem file (a .py file defining problem(**params))")
+def _add_common(p: argparse.ArgumentParser, optional_problem: bool = False) -> None:
+    p.add_argument("problem", nargs="?" if optional_problem else None,
+                   help="problem file (a .py file defining problem(**params))")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override a parameter of the problem file (repeatable)")
     p.add_argument("--backend", default=None,
@@ -98,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fem_eigopt {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     p_run = sub.add_parser("run", help="optimise the problem (default command)")
-    _add_common(p_run)
-    p_run.add_argument("--out", default="results", help="root folder of run directories (default: results)")
+    _add_common(p_run, optional_problem=True)
+    p_run.add_argument("--resume", metavar="RUN_DIR", default=None,
+                       help="continue the stopped run of RUN_DIR from its checkpoint (no PROBLEM.py)")
+    p_run.add_argument("--out", default=None, help="root folder of run directories (default: results)")
     p_run.add_argument("--max-eval", type=int, default=None, help="evaluation budget (default: the problem's)")
     p_run.add_argument("--no-output", action="store_true", help="write no run directory")
     p_modal = sub.add_parser("modal", help="modal analysis of the design the optimiser evaluates first")
@@ -389,20 +395,59 @@ def summary_text(summary: dict, run_dir: Path | None) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Optimise the problem; write the run directory; exit 130 (SIGINT) or 143 (SIGTERM) when stopped."""
+    """Optimise the problem (or, with ``--resume``, continue a stopped run); write the run
+    directory; exit 130 (SIGINT) or 143 (SIGTERM) when stopped."""
     from fem_eigopt.optimize.run import optimize
 
+    if args.resume is not None:
+        return _cmd_resume(args)
+    if args.problem is None:
+        raise InputError("run: no PROBLEM.py; allowed: run PROBLEM.py [options] or --resume RUN_DIR")
     if args.max_eval is not None and args.max_eval < 1:
         raise InputError(f"--max-eval {args.max_eval}: allowed: an integer >= 1")
+    out = "results" if args.out is None else args.out
     if not args.no_output:
-        _writable_folder("--out", args.out)
+        _writable_folder("--out", out)
     problem = _load(args)
-    run = optimize(problem, out_dir=None if args.no_output else args.out, max_eval=args.max_eval,
+    run = optimize(problem, out_dir=None if args.no_output else out, max_eval=args.max_eval,
                    backend=args.backend, progress=True, command_line=[sys.executable, "-m", "fem_eigopt",
                                                                      *args.argv])
+    return _run_ended(run)
+
+
+#: ``run`` options that ``--resume`` refuses (the run continues with what it was started with)
+_NOT_WITH_RESUME = (("problem", "PROBLEM.py"), ("overrides", "--set"), ("out", "--out"), ("max_eval", "--max-eval"),
+                    ("backend", "--backend"), ("eigensolver", "--eigensolver"), ("no_output", "--no-output"))
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    """``--resume RUN_DIR``: continue the run in its directory (exit codes as ``run``)."""
+    from fem_eigopt.optimize.run import resume
+
+    given = [flag for name, flag in _NOT_WITH_RESUME if getattr(args, name) not in (None, False, [])]
+    if given:
+        raise InputError(f"--resume {args.resume}: {given[0]} {'is' if len(given) == 1 else 'and others are'} "
+                         "not allowed with --resume (the run continues with the problem and settings it was "
+                         "started with); allowed: --resume RUN_DIR [-v] [-q] [--debug]")
+    run = resume(args.resume, progress=True, command_line=[sys.executable, "-m", "fem_eigopt", *args.argv])
+    return _run_ended(run)
+
+
+def _run_ended(run) -> int:
+    """Print the summary of a finished or stopped run; its exit code."""
     print(summary_text(run.summary, run.run_dir))
     if run.result.status == "INTERRUPTED":
         return EXIT_SIGTERM if run.result.interrupted_by == "SIGTERM" else EXIT_SIGINT
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """``plot RUN_DIR``: re-render the run's pictures; print the files written, one per line."""
+    from fem_eigopt.plot import plot_command
+
+    written = plot_command(args)
+    for name in sorted(written):
+        print(written[name])
     return 0
 
 
@@ -526,8 +571,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command is None:
                 build_parser().print_help()
                 return EXIT_INPUT
-            from fem_eigopt.plot import cmd_plot
-
             code = {"run": cmd_run, "modal": cmd_modal, "check-grad": cmd_check_grad,
                     "info": cmd_info, "plot": cmd_plot}[args.command](args)
             sys.stdout.flush()

@@ -23,7 +23,7 @@ from fem_eigopt.io import pictures as P
 from fem_eigopt.io.isosurface import boundary_surface, density_isosurface
 from fem_eigopt.io.modes import ModeShapes
 from fem_eigopt.io.paraview import read_vtu_series
-from fem_eigopt.plot import add_plot_parser, cmd_plot, plot_run, write_run_pictures
+from fem_eigopt.plot import add_plot_parser, plot_command, plot_run, write_run_pictures
 from fem_eigopt.io.snapshots import SnapshotRecorder, load_snapshots
 from fem_eigopt.optimize.run import optimize
 from fem_eigopt.problem.loading import load_problem
@@ -38,7 +38,10 @@ def _run(tmp_path_factory, name: str, params: dict):
     result = optimize(problem, out_dir=out, max_eval=6, progress=False)
     ev = result.evaluator
     solved = ev.analyse(result.result.best_x[: ev.n_design])
-    # the run loop's recorder: snapshots every 2 evaluations (the final one is added below)
+    # a recorder of our own, snapshots every 2 evaluations (the final one is added below), in
+    # place of the run loop's (tests/test_run_outputs.py checks those)
+    shutil.rmtree(result.run_dir / "snapshots")
+    (result.run_dir / "design.vtu.series").unlink()
     rec = SnapshotRecorder(result.run_dir, ev.model, every=2, n_modes=4)
     for k in range(1, 6):
         rec(k, np.clip(solved["rho"] * (0.6 + 0.08 * k), 0, 1), solved["modes"], beta=1.0)
@@ -184,9 +187,9 @@ def test_plot_command_errors_are_one_line(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_plot_parser(parser.add_subparsers(dest="command"))
     with pytest.raises(InputError) as err:
-        cmd_plot(parser.parse_args(["plot", str(tmp_path / "nope")]))
+        plot_command(parser.parse_args(["plot", str(tmp_path / "nope")]))
     assert "nope" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(InputError, match="not a run directory"):
-        cmd_plot(parser.parse_args(["plot", str(tmp_path)]))
+        plot_command(parser.parse_args(["plot", str(tmp_path)]))
     with pytest.raises(InputError, match="--what"):
-        cmd_plot(parser.parse_args(["plot", str(tmp_path), "--what", "design,bogus"]))
+        plot_command(parser.parse_args(["plot", str(tmp_path), "--what", "design,bogus"]))

@@ -141,6 +141,27 @@ class BetaContinuation:
         self.beta = float(self.beta0)
         self.iterations_at_level = 0
 
+    def state(self) -> dict:
+        """The schedule's position: ``beta`` and ``iterations_at_level`` (for checkpoints)."""
+        return {"beta": float(self.beta), "iterations_at_level": int(self.iterations_at_level)}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a :meth:`state` of a schedule with the same settings (resuming a run).
+
+        Raises
+        ------
+        InputError
+            ``beta`` is not a number in [beta0, beta_max], or ``iterations_at_level`` < 0.
+        """
+        beta, its = state.get("beta"), state.get("iterations_at_level")
+        if not (isinstance(beta, (int, float)) and self.beta0 <= beta <= self.beta_max):
+            raise InputError(f"continuation state beta = {beta!r}; allowed: a number in "
+                             f"[beta0, beta_max] = [{self.beta0}, {self.beta_max}]")
+        if not (isinstance(its, (int, np.integer)) and its >= 0):
+            raise InputError(f"continuation state iterations_at_level = {its!r}; allowed: an integer >= 0")
+        self.beta = float(beta)
+        self.iterations_at_level = int(its)
+
     @property
     def finished(self) -> bool:
         """Whether β has reached ``beta_max``."""

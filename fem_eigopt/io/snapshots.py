@@ -1,4 +1,4 @@
-"""Snapshots of the design kept during a run: for the evolution animation and ParaView's time series.
+"""Snapshots of the design kept during a run, and every picture of a run made at its end.
 
 :class:`SnapshotRecorder` is called by the run loop after each evaluation; every ``every``
 evaluations (and when forced, e.g. for the final design) it writes, atomically,
@@ -11,12 +11,21 @@ evaluations (and when forced, e.g. for the final design) it writes, atomically,
   re-plot continues the same series.
 
 NNNNN is the evaluation number (5 digits, more when needed).
+
+:func:`write_run_pictures` — called by the run loop (:mod:`fem_eigopt.optimize.run`) at the end
+of every run, and by ``python -m fem_eigopt plot`` (:mod:`fem_eigopt.plot`): ``design.png``,
+``modes.png``, ``convergence.png``, ``mode1.gif``, ``design.gif`` (+ ``design.mp4`` with ffmpeg)
+from the snapshots, ``design.vtu`` and the final entry of ``design.vtu.series``; ``shape.png``
+(initial and final outlines) for moved meshes. It lives here, below the run loop, because the
+run loop may only import the rooms below it. Every item is guarded: a failure is logged as one
+warning line and the others still get written; nothing is raised.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,10 +35,14 @@ from fem_eigopt.io.rundir import save_npz
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SnapshotRecorder", "load_snapshots", "snapshot_every", "SERIES_NAME", "SNAPSHOT_DIR"]
+__all__ = ["SnapshotRecorder", "load_snapshots", "snapshot_every", "write_run_pictures", "SERIES_NAME",
+           "SNAPSHOT_DIR", "WHAT"]
 
 SERIES_NAME = "design.vtu.series"
 SNAPSHOT_DIR = "snapshots"
+
+#: picture groups of :func:`write_run_pictures` (and of ``plot --what``)
+WHAT = ("design", "modes", "history", "gif")
 
 
 def snapshot_every(max_eval: int, target: int = 60) -> int:
@@ -181,3 +194,213 @@ def load_snapshots(run_dir: str | Path) -> list[dict]:
         out.append(snap)
     out.sort(key=lambda s: s["evaluation"])
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the pictures of a run
+
+
+def _guard(written: dict[str, Path], name: str, make: Callable[[], Any]) -> None:
+    """Run ``make``; record its path(s) under ``name``; log one warning line on failure."""
+    try:
+        out = make()
+    except Exception as exc:  # a picture must never cost the numbers
+        logger.warning("%s not written: %s: %s", name, type(exc).__name__, exc)
+        logger.debug("%s failure", name, exc_info=True)
+        return
+    if out is None:
+        return
+    if isinstance(out, (list, tuple)):
+        for p in out:
+            written[Path(p).name] = Path(p)
+    else:
+        written[name] = Path(out)
+
+
+def _title(problem, shapes: ModeShapes | None, densities: np.ndarray, evaluation: int | None) -> str:
+    parts = [getattr(problem, "name", "") or "design"]
+    if shapes is not None and shapes.n:
+        parts.append(f"f1 = {shapes.frequencies_hz[0]:.4g} Hz (ω1 = {shapes.omega[0]:.4g} rad/s)")
+    parts.append(f"mean density {float(np.mean(densities)):.3f}")
+    if evaluation is not None:
+        parts.append(f"evaluation {evaluation}")
+    return " · ".join(parts)
+
+
+def _shapes(model, modes) -> ModeShapes | None:
+    """``modes`` (Modes or ModeShapes) as vertex mode shapes; None (logged) when impossible."""
+    if modes is None:
+        return None
+    try:
+        return modes if isinstance(modes, ModeShapes) else ModeShapes.from_modes(model, modes)
+    except Exception as exc:
+        logger.warning("mode shapes unavailable: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+def _last_evaluation(history: Sequence[Mapping[str, Any]] | None) -> int | None:
+    """The ``eval`` of the last history row (None without one)."""
+    if not history:
+        return None
+    try:
+        return int(float(history[-1].get("eval")))
+    except (TypeError, ValueError):
+        return None
+
+
+def write_run_pictures(run_dir: str | Path, problem, model, densities: np.ndarray, modes=None,
+                       history: Sequence[Mapping[str, Any]] | None = None, *, evaluation: int | None = None,
+                       beta: float | None = None, recorder: SnapshotRecorder | None = None,
+                       coordinates: np.ndarray | None = None, initial_coordinates: np.ndarray | None = None,
+                       n_modes: int = 4, what: Iterable[str] = WHAT, vtu: bool = True) -> dict[str, Path]:
+    """Write every picture of a finished (or stopped) run into ``run_dir``.
+
+    A structure without supports has rigid-body modes (λ ≈ 0) first: ``modes.png`` and
+    ``mode1.gif`` then show the elastic modes after them, numbered as computed.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+    problem : Problem
+        For names, supports drawn from ``model``, point masses, the objective and targets.
+    model : Model
+        The model of the final design (maps eigenvectors to vertices).
+    densities : ndarray (n_elem,)
+        Final physical densities ρ̄ (ones for a shape design).
+    modes : Modes or ModeShapes, optional
+        Final modes (:class:`~fem_eigopt.solvers.modes.Modes` with vectors (n_free, k)).
+    history : sequence of dict, optional
+        The rows of ``history.csv``; None skips ``convergence.png``.
+    evaluation : int, optional
+        Final evaluation number (the series' last time; default: the last history row's).
+    beta : float, optional
+        Final projection β (recorded in the final snapshot).
+    recorder : SnapshotRecorder, optional
+        The run's recorder: the final design becomes its last snapshot, then the GIF is made from
+        ``run_dir/snapshots``.
+    coordinates, initial_coordinates : ndarray (dim, n_vertices), optional
+        Shape designs: final and initial vertex coordinates (m). The design and the mode shapes
+        are drawn on the final shape; both outlines overlaid go to ``shape.png``.
+    n_modes : int
+        Modes drawn in ``modes.png`` (at most the number computed; ``design.vtu`` gets all).
+    what : iterable of str
+        Subset of :data:`WHAT`; ``"design"`` includes ``design.vtu`` and ``shape.png``.
+    vtu : bool
+        Write ``design.vtu``.
+
+    Returns
+    -------
+    dict of str to Path
+        The files written, by name. Failures are logged (one warning each), never raised.
+    """
+    run_dir = Path(run_dir)
+    what = set(what)
+    rho = np.asarray(densities, dtype=float)
+    shapes = _shapes(model, modes)
+    if evaluation is None:
+        evaluation = _last_evaluation(history)
+    written: dict[str, Path] = {}
+    surface = _isosurface(model.basis.mesh, rho, coordinates) if what & {"design", "modes"} else None
+    if "design" in what:
+        _design_pictures(written, run_dir, problem, model, rho, shapes, evaluation, surface, coordinates,
+                         initial_coordinates, vtu)
+    if "modes" in what and shapes is not None and shapes.n:
+        _guard(written, "modes.png", lambda: _modes_png(run_dir / "modes.png", problem, model, rho, shapes,
+                                                        n_modes, coordinates, surface))
+    if "history" in what and history:
+        from fem_eigopt.io import pictures as P
+
+        _guard(written, "convergence.png", lambda: P.save_figure_png(
+            P.convergence_figure(list(history), n_omega=n_modes, problem=problem), run_dir / "convergence.png"))
+    if recorder is not None and evaluation is not None:
+        if recorder.record(evaluation, rho, shapes, coordinates, beta) is not None:
+            written[SERIES_NAME] = run_dir / SERIES_NAME
+    if "gif" in what:
+        _animations(written, run_dir, problem, model, rho, shapes, coordinates)
+    return written
+
+
+def _rigid_modes(shapes: ModeShapes) -> int:
+    """Leading rigid-body modes of ``shapes`` to leave out of the mode pictures (0 when all are)."""
+    from fem_eigopt.responses.base import rigid_body_count
+
+    k = rigid_body_count(shapes.eigenvalues)
+    return k if k < shapes.n else 0
+
+
+def _modes_png(path: Path, problem, model, rho: np.ndarray, shapes: ModeShapes, n_modes: int,
+               coordinates: np.ndarray | None, surface) -> Path:
+    """``modes.png``: the first ``n_modes`` elastic modes, titled with their numbers as computed."""
+    import re
+
+    from fem_eigopt.io import pictures as P
+
+    k = _rigid_modes(shapes)
+    elastic = ModeShapes(shapes.eigenvalues[k:], shapes.displacements[k:])
+    fig = P.mode_shapes_figure(model.basis.mesh, elastic, rho, n_modes, getattr(problem, "name", ""),
+                               coordinates=coordinates, model=model, problem=problem, surface=surface)
+    if k:
+        for ax in fig.axes:
+            title = ax.get_title()
+            found = re.match(r"mode (\d+):", title)
+            if found:
+                ax.set_title(f"mode {int(found.group(1)) + k}:{title[found.end():]}", fontsize=10)
+        n = min(n_modes, elastic.n)
+        fig.suptitle(fig.get_suptitle().replace(f"first {n} mode shapes",
+                                                f"mode shapes {k + 1}–{k + n} ({k} rigid-body modes left out)"),
+                     fontsize=11)
+    return P.save_figure_png(fig, path)
+
+
+def _isosurface(mesh, rho: np.ndarray, coordinates: np.ndarray | None):
+    """The ρ̄ = 0.5 isosurface of a 3D design (None in 2D or when it fails, logged)."""
+    if mesh.dim() != 3:
+        return None
+    from fem_eigopt.io.isosurface import density_isosurface
+
+    try:
+        return density_isosurface(mesh, rho, coordinates=coordinates)
+    except Exception as exc:
+        logger.warning("isosurface failed: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+def _design_pictures(written: dict[str, Path], run_dir: Path, problem, model, rho: np.ndarray,
+                     shapes: ModeShapes | None, evaluation: int | None, surface, coordinates: np.ndarray | None,
+                     initial_coordinates: np.ndarray | None, vtu: bool) -> None:
+    """``design.png``, ``shape.png`` (moved meshes with their start) and ``design.vtu``."""
+    from fem_eigopt.io import pictures as P
+
+    mesh = model.basis.mesh
+    title = _title(problem, shapes, rho, evaluation)
+    _guard(written, "design.png", lambda: P.save_figure_png(
+        P.design_figure(mesh, rho, title, model=model, problem=problem, coordinates=coordinates, surface=surface),
+        run_dir / "design.png"))
+    if coordinates is not None and initial_coordinates is not None:
+        _guard(written, "shape.png", lambda: P.save_figure_png(
+            P.shape_outline_figure(mesh, initial_coordinates, coordinates, getattr(problem, "name", ""),
+                                   model=model, problem=problem), run_dir / "shape.png"))
+    if vtu:
+        from fem_eigopt.io.paraview import save_vtu
+
+        _guard(written, "design.vtu", lambda: save_vtu(run_dir / "design.vtu", model, rho, shapes,
+                                                       n_modes=shapes.n if shapes is not None else 0,
+                                                       coordinates=coordinates, evaluation=evaluation))
+
+
+def _animations(written: dict[str, Path], run_dir: Path, problem, model, rho: np.ndarray,
+                shapes: ModeShapes | None, coordinates: np.ndarray | None) -> None:
+    """``mode1.gif`` (the first elastic mode swinging) and ``design.gif`` (the snapshots, at least two)."""
+    from fem_eigopt.io.animation import design_animation, mode_animation
+
+    mesh = model.basis.mesh
+    name = getattr(problem, "name", "")
+    if shapes is not None and shapes.n:
+        first = _rigid_modes(shapes)  # the first elastic mode
+        _guard(written, "mode1.gif", lambda: mode_animation(mesh, shapes, run_dir / "mode1.gif", rho, first,
+                                                            coordinates=coordinates, title=name))
+    snaps = load_snapshots(run_dir)
+    if len(snaps) >= 2:
+        _guard(written, "design.gif", lambda: design_animation(mesh, snaps, run_dir / "design.gif", title=name))
+    else:
+        logger.info("design.gif: %d snapshot(s) in %s, need 2", len(snaps), run_dir / SNAPSHOT_DIR)

@@ -18,7 +18,26 @@ them:
 * **graceful stops** — Ctrl-C (KeyboardInterrupt) and SIGTERM end the run with status
   ``"INTERRUPTED"`` and the best design so far; ``should_stop(history)`` lets the caller stop;
   the design change ‖Δx‖∞ staying below ``stagnation_tol`` for ``stagnation_evals``
-  consecutive evaluations stops with ``"STAGNATION"``.
+  consecutive evaluations stops with ``"STAGNATION"``;
+* **checkpoints** — ``checkpoint(state)`` receives a :class:`DriverState` at every point where
+  the run could be continued (after each evaluation whose callbacks asked for nothing), and
+  ``minimize(..., resume=state)`` continues from one; see "Resuming" below.
+
+Resuming
+--------
+Our MMA (``algorithm="MMA"``) resumes exactly: a :class:`DriverState` holds the history, the
+best points, the run and stagnation counters, the current iterate with its evaluation and the
+MMA object's state (asymptotes, previous iterates, iteration count, the last multipliers), so a
+resumed run makes the same steps as an uninterrupted one, provided ``evaluate`` itself is
+restored (the caller's business: :mod:`fem_eigopt.optimize.run` does it). The state is taken
+between two MMA iterations, and between two runs (after a requested restart, before the new
+run's first evaluation); an evaluation in progress when a run stops is lost and done again.
+NLopt keeps its state (asymptotes, σ, the conservativity ρ, its inner iterations) inside its C
+code, out of reach: a resumed NLopt run is a new NLopt run (``run`` index + 1) from the best
+point of the interrupted run, with fresh asymptotes and its first steps capped by
+``restart_step`` as after a requested restart; the evaluation count and the history continue,
+the best point is kept, but its path differs from an uninterrupted run's. Only from a state
+between two runs does NLopt resume exactly (the next run starts as it would have).
 
 Why our own MMA next to NLopt's
 -------------------------------
@@ -77,6 +96,7 @@ import numpy as np
 from fem_eigopt.errors import InputError
 
 __all__ = [
+    "DriverState",
     "Evaluation",
     "OptimizerSettings",
     "OptimizeResult",
@@ -331,6 +351,75 @@ class OptimizeResult:
     interrupted_by: Optional[str] = None
 
 
+@dataclass
+class DriverState:
+    """Where a :func:`minimize` run is, between two iterations: enough to continue it.
+
+    Passed to ``minimize``'s ``checkpoint`` hook and accepted back as ``resume`` (pickled in run
+    directories by :mod:`fem_eigopt.optimize.run`). The hook may keep the object: it shares the
+    driver's history list (append-only) and copies of everything the driver changes in place.
+
+    Attributes
+    ----------
+    algorithm : str
+        ``OptimizerSettings.algorithm`` of the run (a resume must use the same).
+    n, m : int
+        Number of variables and constraints.
+    history : list of Record
+        The evaluations so far (the first ``n_history`` entries of the list count).
+    n_history : int
+        Evaluations done.
+    best, run_best : (x, Evaluation) or None
+        Best point since the last requested restart, and of the current run.
+    centre : ndarray (n,) or None
+        Start point of the current run.
+    prev_x : ndarray (n,) or None
+        The last evaluated point (the next record's ``change`` is measured from it).
+    small_steps, run_index, nit : int
+        Consecutive evaluations with ‖Δx‖∞ < ``stagnation_tol``; 0-based run index; MMA
+        iterations evaluated.
+    after_request : bool
+        A requested restart happened (later runs start with ``restart_step``).
+    elapsed : float
+        Seconds since the run started (the history's ``time`` continues from it).
+    cache : dict
+        Our MMA: the evaluations kept for reuse (the current point and the run's best).
+    mma : dict or None
+        Our MMA: :meth:`fem_eigopt.optimize.mma.MMA.state` plus the current iterate ``x``, its
+        evaluation ``ev`` and ``repeats`` (returns to evaluated points in a row); None for NLopt.
+    between_runs : bool
+        The state is taken after a requested restart, before run ``run_index`` evaluated its
+        start point ``centre`` (a resume starts that run, for NLopt too).
+    reset_best : bool
+        The next evaluation replaces ``best`` (set by a requested restart).
+    """
+
+    algorithm: str
+    n: int
+    m: int
+    history: list
+    n_history: int
+    best: Optional[tuple] = None
+    run_best: Optional[tuple] = None
+    centre: Optional[np.ndarray] = None
+    prev_x: Optional[np.ndarray] = None
+    small_steps: int = 0
+    run_index: int = 0
+    nit: int = 0
+    after_request: bool = False
+    elapsed: float = 0.0
+    cache: dict = field(default_factory=dict)
+    mma: Optional[dict] = None
+    between_runs: bool = False
+    reset_best: bool = False
+
+    def __getstate__(self) -> dict:
+        """Pickle only the evaluations done when the state was taken (the list may have grown)."""
+        out = dict(self.__dict__)
+        out["history"] = list(self.history[: self.n_history])
+        return out
+
+
 Evaluate = Callable[[np.ndarray], Evaluation]
 Request = Union[None, bool, Literal["stop", "restart"]]
 
@@ -346,6 +435,8 @@ def minimize(
     should_stop: Optional[Callable[[list], Request]] = None,
     on_restart: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     initial_steps: Optional[Callable[[np.ndarray, Optional[float]], Optional[np.ndarray]]] = None,
+    checkpoint: Optional[Callable[[DriverState], None]] = None,
+    resume: Optional[DriverState] = None,
 ) -> OptimizeResult:
     """Minimise f(x) subject to g(x) ≤ 0 and ``lower ≤ x ≤ upper`` with NLopt MMA/CCSAQ or our MMA.
 
@@ -381,6 +472,14 @@ def minimize(
         iterations (their steps are at most 0.9 of it, and at most the move limit). Lets
         auxiliary variables (the bound variable of a bound formulation, range [0, 50]) start with
         a step relative to their value rather than half their range.
+    checkpoint : callable, optional
+        ``checkpoint(state)`` with a :class:`DriverState` at every point the run can be continued
+        from: for ``"MMA"`` between two iterations, for NLopt after each evaluation whose
+        ``callback`` and ``should_stop`` asked for nothing, and between two runs. The caller
+        decides what to keep or write (see the module docstring, "Resuming").
+    resume : DriverState, optional
+        Continue the run of this state (``x0`` is then only checked, not used): our MMA exactly
+        where it was, NLopt with a new run from the state's best point.
 
     Returns
     -------
@@ -421,12 +520,15 @@ def minimize(
                 j = int(np.argmax(~np.isfinite(bound)))
                 raise InputError(f"{name}[{j}] = {bound[j]}; allowed: a finite bound with algorithm = 'MMA'")
 
+    if resume is not None and not isinstance(resume, DriverState):
+        raise InputError(f"resume = {type(resume).__name__}; allowed: None or a DriverState")
     driver = _Driver(evaluate, n, n_constraints, settings, callback, should_stop)
     driver.on_restart = on_restart
     driver.initial_steps = initial_steps
+    driver.checkpoint = checkpoint
     previous_handler = _install_sigterm()
     try:
-        driver.run(nlopt, x0, lower, upper)
+        driver.run(nlopt, x0, lower, upper, resume)
     finally:
         _restore_sigterm(previous_handler)
     if driver.error is not None:
@@ -491,6 +593,7 @@ class _Driver:
         self.message = ""
         self.final: Optional[tuple[np.ndarray, Evaluation]] = None
         self.nit = 0  # MMA iterations (our MMA only)
+        self.checkpoint: Optional[Callable[[DriverState], None]] = None
 
     # -- evaluation, cached -------------------------------------------------------------------
 
@@ -561,6 +664,8 @@ class _Driver:
                 raise _Stop("RESTART", f"{name} asked for a restart")
             if answer is True or answer == "stop":
                 raise _Stop("FORCED_STOP", f"{name} asked to stop")
+        if self.s.algorithm != "MMA":  # our MMA's states are taken between its iterations
+            self._emit()
 
     def _track_run_best(self, x: np.ndarray, ev: Evaluation) -> None:
         if self.run_best is None or _better(ev, self.run_best[1], self.s.constraint_tol):
@@ -621,22 +726,30 @@ class _Driver:
 
     # -- runs -----------------------------------------------------------------------------------
 
-    def run(self, nlopt, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+    def run(self, nlopt, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+            resume: Optional[DriverState] = None) -> None:
         """Run the optimiser, one run per requested restart.
 
         Shared by NLopt and our MMA: a run (:meth:`_nlopt_run`, :meth:`_mma_run`) starts from
         ``centre`` and ends either with ``self.stop`` set (a callback's request, an interrupt, the
         evaluation budget, stagnation or an error) or by returning its status, which finishes.
+        With ``resume`` the first run continues the state's (see :meth:`_restore`).
         """
-        centre = x0
+        centre, carry = x0, None
+        if resume is not None:
+            centre, carry = self._restore(resume)
+        resumed = resume is not None  # the first run keeps the state's best point of its run
         try:
             while True:
                 self.centre = centre
-                self.run_best = None
+                if not resumed:
+                    self.run_best = None
+                resumed = False
                 if self.s.algorithm == "MMA":
-                    outcome = self._mma_run(centre, lower, upper)
+                    outcome = self._mma_run(centre, lower, upper, carry)
                 else:
                     outcome = self._nlopt_run(nlopt, centre, lower, upper)
+                carry = None
 
                 if self.stop is not None:
                     reason = self.stop.reason
@@ -651,6 +764,8 @@ class _Driver:
                         self.small_steps = 0
                         self.run_index += 1
                         self.after_request = True
+                        self.centre = centre
+                        self._emit(between_runs=True)
                         continue
                     self._finish("ERROR" if reason == "ERROR" else reason, self.stop.message)
                     return
@@ -683,31 +798,45 @@ class _Driver:
             return None
         return status, _nlopt_message(status), x_nlopt
 
-    def _mma_run(self, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> _Outcome:
-        """One run of our MMA (:class:`fem_eigopt.optimize.mma.MMA`) from ``centre``, fresh asymptotes.
+    def _mma_run(self, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                 carry: Optional[dict] = None) -> _Outcome:
+        """One run of our MMA (:class:`fem_eigopt.optimize.mma.MMA`) from ``centre``, fresh asymptotes
+        (or, with ``carry``, a :attr:`DriverState.mma`, continued where it was).
 
         One evaluation per iteration, through the cached :meth:`get`. Ends with ``self.stop``
         set, with a convergence status (XTOL_REACHED, FTOL_REACHED, STAGNATION), or FAILURE on a
         non-finite evaluation.
         """
+        self.stop = None
+        mma = self._new_mma(centre, lower, upper)
+        if carry is not None:
+            mma.set_state(carry)
+            return self._mma_iterate(mma, carry["x"], carry["ev"], int(carry["repeats"]))
+        x = centre.copy()
+        ev = self._attempt(x)
+        if ev is None:
+            return None
+        return self._mma_iterate(mma, x, ev, 0)
+
+    def _new_mma(self, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray):
+        """A fresh :class:`~fem_eigopt.optimize.mma.MMA` for a run from ``centre``."""
         from fem_eigopt.optimize.mma import MMA
 
-        s = self.s
-        self.stop = None
         steps = self._run_steps(centre)
         if steps is not None:
             steps = np.broadcast_to(np.asarray(steps, dtype=float), (self.n,))
             if not np.all(np.isfinite(steps) & (steps > 0)):
                 j = int(np.argmax(~(np.isfinite(steps) & (steps > 0))))
                 raise InputError(f"initial step [{j}] = {steps[j]}; allowed: a finite number > 0")
-        move = MMA_MOVE_DEFAULT if s.move_limit is None else s.move_limit
-        mma = MMA(self.n, self.m, lower, upper, move=move, initial_asymptote=steps)
-        x = centre.copy()
-        ev = self._attempt(x)
-        if ev is None:
-            return None
-        repeats = 0
+        move = MMA_MOVE_DEFAULT if self.s.move_limit is None else self.s.move_limit
+        return MMA(self.n, self.m, lower, upper, move=move, initial_asymptote=steps)
+
+    def _mma_iterate(self, mma, x: np.ndarray, ev: Evaluation, repeats: int) -> _Outcome:
+        """The iterations of :meth:`_mma_run` from the iterate ``x`` with its evaluation ``ev``;
+        the state between two iterations goes to the ``checkpoint`` hook."""
+        s = self.s
         while True:
+            self._emit(mma, x, ev, repeats)
             if not (math.isfinite(ev.f) and np.all(np.isfinite(ev.grad)) and np.all(np.isfinite(ev.g))
                     and np.all(np.isfinite(ev.jac))):
                 return "FAILURE", "evaluate(x) returned a non-finite value or gradient", x
@@ -730,6 +859,64 @@ class _Driver:
                 return "XTOL_REACHED", _nlopt_message("XTOL_REACHED"), x
             if s.ftol_rel > 0 and abs(ev.f - f_old) <= s.ftol_rel * abs(ev.f):
                 return "FTOL_REACHED", _nlopt_message("FTOL_REACHED"), x
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def _emit(self, mma=None, x: Optional[np.ndarray] = None, ev: Optional[Evaluation] = None,
+              repeats: int = 0, between_runs: bool = False) -> None:
+        """Hand the current :class:`DriverState` to the ``checkpoint`` hook (if any): within a run
+        of our MMA (``mma`` with its iterate ``x``, ``ev``), after an NLopt evaluation, or between
+        two runs."""
+        if self.checkpoint is None:
+            return
+        carry = None
+        if mma is not None:
+            carry = dict(mma.state(), x=x.copy(), ev=ev, repeats=int(repeats))
+        self.checkpoint(DriverState(
+            algorithm=self.s.algorithm, n=self.n, m=self.m, history=self.history, n_history=len(self.history),
+            best=self.best, run_best=self.run_best, centre=None if self.centre is None else self.centre.copy(),
+            prev_x=self.prev_x, small_steps=self.small_steps, run_index=self.run_index, nit=self.nit,
+            after_request=self.after_request, elapsed=time.perf_counter() - self.t0,
+            cache=dict(self.cache) if mma is not None else {}, mma=carry, between_runs=between_runs,
+            reset_best=self.reset_best))
+
+    def _restore(self, state: DriverState) -> tuple[np.ndarray, Optional[dict]]:
+        """Take over ``state``; return the first run's centre and, for our MMA, its carried state.
+
+        A state between two runs starts the next run. Otherwise our MMA continues its run where
+        it was, and NLopt starts a new run (``run_index`` + 1) from the best point of the state's
+        run, its first steps capped by ``restart_step``; the best points, counters and history
+        are kept.
+
+        Raises
+        ------
+        InputError
+            The state belongs to another algorithm or problem size.
+        """
+        if (state.algorithm, state.n, state.m) != (self.s.algorithm, self.n, self.m):
+            raise InputError(f"resume state of algorithm {state.algorithm!r}, n = {state.n}, m = {state.m}; "
+                             f"allowed: this run's algorithm {self.s.algorithm!r}, n = {self.n}, m = {self.m}")
+        self.history = list(state.history[: state.n_history])
+        self.best, self.run_best = state.best, state.run_best
+        self.centre, self.prev_x = state.centre, state.prev_x
+        self.small_steps, self.run_index, self.nit = state.small_steps, state.run_index, state.nit
+        self.after_request = state.after_request
+        self.t0 = time.perf_counter() - state.elapsed
+        self.reset_best = state.reset_best
+        if state.between_runs:
+            self.run_best = None
+            return state.centre.copy(), None
+        if self.s.algorithm == "MMA" and state.mma is not None:
+            self.cache = dict(state.cache)
+            return state.centre, state.mma
+        if self.centre is None and self.run_best is None:
+            raise InputError("resume state has no point to continue from; allowed: a state taken after an evaluation")
+        centre = self._restart_point()
+        self.run_index += 1
+        self.after_request = True
+        logger.info("resumed: NLopt run %d from the best point of run %d (NLopt's own state is not kept)",
+                    self.run_index, self.run_index - 1)
+        return centre.copy(), None
 
     def _prune_cache(self, x: np.ndarray) -> None:
         """Keep only the current point and the run's best (MMA never asks for older points; with

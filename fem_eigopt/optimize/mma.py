@@ -573,6 +573,11 @@ def subsolve(sp: Subproblem, epsimin: float = 1e-7, system: Literal["auto", "m",
 # the outer method
 
 
+def _copy(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """A float copy of ``a`` (None stays None)."""
+    return None if a is None else np.array(a, dtype=float)
+
+
 class MMA:
     """Svanberg's MMA (1987; the 2007 ``mmasub``) with a move limit: one evaluation per iteration.
 
@@ -685,6 +690,41 @@ class MMA:
         self.xold1 = self.xold2 = None
         self.last = None
         self._initial = self._initial_distance(initial_asymptote)
+
+    def state(self) -> dict:
+        """Everything the next :meth:`step` depends on besides its arguments (arrays copied).
+
+        With :meth:`set_state` on an MMA built with the same arguments, the iterations continue
+        bitwise as if never interrupted (checkpoints of :func:`fem_eigopt.optimize.driver.minimize`).
+
+        Returns
+        -------
+        dict
+            ``n``, ``m``, ``iteration``, the asymptotes ``low``, ``upp`` (n,), the previous
+            iterates ``xold1``, ``xold2`` (n,) or None, ``initial`` (n,) the initial asymptote
+            distance of the first two iterations, and ``last``, the last subproblem's
+            :class:`SubproblemSolution` or None (its multipliers start the next dual solve).
+        """
+        return {"n": self.n, "m": self.m, "iteration": int(self.iteration), "low": _copy(self.low),
+                "upp": _copy(self.upp), "xold1": _copy(self.xold1), "xold2": _copy(self.xold2),
+                "initial": _copy(self._initial), "last": self.last}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a :meth:`state` (of an MMA with the same n, m, bounds and settings).
+
+        Raises
+        ------
+        ValueError
+            The state belongs to another problem size.
+        """
+        if int(state["n"]) != self.n or int(state["m"]) != self.m:
+            raise ValueError(f"MMA state of n = {state['n']}, m = {state['m']}; this MMA has n = {self.n}, m = {self.m}")
+
+        self.iteration = int(state["iteration"])
+        self.low, self.upp = _copy(state["low"]), _copy(state["upp"])
+        self.xold1, self.xold2 = _copy(state["xold1"]), _copy(state["xold2"])
+        self._initial = _copy(state["initial"])
+        self.last = state["last"]
 
     def step(self, x: np.ndarray, f: float, df: np.ndarray, g: np.ndarray, dg: np.ndarray) -> np.ndarray:
         """One MMA iteration: the next iterate from the values and gradients at x.
