@@ -11,10 +11,14 @@ them:
   separately at the same x; the evaluation is cached on ``x.tobytes()`` and serves both;
 * **a history** of every evaluation (f, max g, g, ‖Δx‖∞, time, the evaluation's ``info``) and the
   **best point** seen (lowest f among feasible points, else the least infeasible one);
-* **requested restarts** — the caller's ``callback`` may ask for a ``"restart"`` (e.g. at a
-  change of the projection sharpness β: NLopt keeps its asymptotes and σ for the whole run,
-  which are wrong for the changed problem); a new *run* then starts from the best point with
-  fresh asymptotes, its first steps capped by ``restart_step``;
+* **continuation stages** — the caller's ``callback`` may ask for a ``"restart"`` when it has
+  changed the problem (e.g. the projection sharpness β). NLopt's CCSA cannot continue on a
+  changed function (its inner iterations compare the new values with approximations built on
+  the old ones), so a new NLopt *run* starts from the best point with fresh asymptotes, its
+  first steps capped by ``restart_step``. Our MMA simply carries on from its last iterate with
+  its asymptotes and move limit: one evaluation per iteration, no jump after the change (see
+  "Why continuation without restarts" below). Either way the best point is reset: points of
+  different stages solve different problems;
 * **graceful stops** — Ctrl-C (KeyboardInterrupt) and SIGTERM end the run with status
   ``"INTERRUPTED"`` and the best design so far; ``should_stop(history)`` lets the caller stop;
   the design change ‖Δx‖∞ staying below ``stagnation_tol`` for ``stagnation_evals``
@@ -48,7 +52,16 @@ of those tried that reached the optima of all four analytic test problems of
 on the 40-segment Svanberg cantilever a step of 0.1·range takes the thin tip segments onto the
 1/x³ wall that the nearly linear approximation does not see.
 
-``restart_step`` caps the first steps of the runs that follow a requested restart (the initial
+Why continuation without restarts
+---------------------------------
+A restart after a β change starts MMA afresh from the best point: its first steps may move every
+density by the full move limit on asymptotes that know nothing of the design's history. On the
+Du & Olhoff beams each restart threw ω1 back by 20–35 % and the run spent its next 50–100
+evaluations recovering, along a path that rounding decides; carrying MMA on through the change
+(and keeping the bound variable's step small, see ``move_limits``) climbs steadily and reaches
+the same optimum under every linear-algebra code path measured (``docs/du-olhoff.md``).
+
+``restart_step`` caps the first steps of the NLopt runs that follow a requested restart (the initial
 asymptote distance σ for NLopt, the same for our MMA): a fresh MMA run first moves every variable
 by up to 0.9 σ, and after a β change a jump of half the density range can throw a converged
 design away.
@@ -69,7 +82,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
@@ -194,10 +207,16 @@ class OptimizerSettings:
 
     Parameters
     ----------
-    algorithm : {"LD_MMA", "LD_CCSAQ", "MMA"}
-        NLopt algorithm: MMA (Svanberg 1987, in its globally convergent CCSA form of Svanberg
-        2002) or CCSA with quadratic approximations; or ``"MMA"``: our own classic MMA
-        (:mod:`fem_eigopt.optimize.mma`, Svanberg 2007), one evaluation per iteration, with a move limit.
+    algorithm : {None, "MMA", "LD_MMA", "LD_CCSAQ"}
+        ``None`` (default): ``"MMA"`` for :func:`minimize` and density designs; ``"LD_MMA"`` for
+        shape designs (:func:`fem_eigopt.optimize.run.optimize` decides), whose few parameters
+        make NLopt's inner iterations cheap and whose tunings within a cent rely on its globally
+        convergent form. ``"MMA"``: our own classic MMA (:mod:`fem_eigopt.optimize.mma`, Svanberg 2007),
+        one evaluation per iteration, with a move limit, carried on through continuation stages;
+        or NLopt's MMA (Svanberg 1987, in its globally convergent CCSA form of Svanberg 2002) or
+        CCSA with quadratic approximations. The default is the path that reached the Du & Olhoff
+        optima under every linear-algebra code path measured and the fastest per iteration
+        (``docs/du-olhoff.md``, ``docs/performance.md``).
     max_eval : int
         Maximum number of evaluations over all runs.
     xtol_rel : float
@@ -233,7 +252,7 @@ class OptimizerSettings:
         ``algorithm="MMA"``.
     """
 
-    algorithm: str = "LD_MMA"
+    algorithm: Optional[str] = None
     max_eval: int = 300
     xtol_rel: float = 0.0
     ftol_rel: float = 0.0
@@ -245,8 +264,8 @@ class OptimizerSettings:
     nlopt_params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise InputError(f"algorithm = {self.algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
+        if self.algorithm is not None and self.algorithm not in ALGORITHMS:
+            raise InputError(f"algorithm = {self.algorithm!r}; allowed: None, {', '.join(ALGORITHMS)}")
         _check_int("max_eval", self.max_eval, 1)
         _check_int("stagnation_evals", self.stagnation_evals, 1)
         for name in ("xtol_rel", "ftol_rel", "constraint_tol", "stagnation_tol"):
@@ -254,7 +273,7 @@ class OptimizerSettings:
         if self.restart_step is not None:
             _check_float("restart_step", self.restart_step, allow_zero=False)
         if self.move_limit is not None:
-            if self.algorithm != "MMA":
+            if self.algorithm not in (None, "MMA"):
                 raise InputError(
                     f"move_limit = {self.move_limit!r} with algorithm = {self.algorithm!r}; allowed: None "
                     "(NLopt's MMA/CCSA have no move limit; move_limit is the step limit of algorithm = 'MMA', "
@@ -268,8 +287,8 @@ class OptimizerSettings:
                 isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
                 for k, v in self.nlopt_params.items()):
             raise InputError(f"nlopt_params = {self.nlopt_params!r}; allowed: a dict of name -> number")
-        if self.nlopt_params and self.algorithm == "MMA":
-            raise InputError(f"nlopt_params = {self.nlopt_params!r} with algorithm = 'MMA'; allowed: {{}} "
+        if self.nlopt_params and self.algorithm in (None, "MMA"):
+            raise InputError(f"nlopt_params = {self.nlopt_params!r} with algorithm = {self.algorithm!r}; allowed: {{}} "
                              "(NLopt parameters apply to 'LD_MMA' and 'LD_CCSAQ' only)")
 
 
@@ -346,6 +365,7 @@ def minimize(
     should_stop: Optional[Callable[[list], Request]] = None,
     on_restart: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     initial_steps: Optional[Callable[[np.ndarray, Optional[float]], Optional[np.ndarray]]] = None,
+    move_limits: Optional[Callable[[float], np.ndarray]] = None,
 ) -> OptimizeResult:
     """Minimise f(x) subject to g(x) ≤ 0 and ``lower ≤ x ≤ upper`` with NLopt MMA/CCSAQ or our MMA.
 
@@ -381,6 +401,10 @@ def minimize(
         iterations (their steps are at most 0.9 of it, and at most the move limit). Lets
         auxiliary variables (the bound variable of a bound formulation, range [0, 50]) start with
         a step relative to their value rather than half their range.
+    move_limits : callable, optional
+        ``move_limits(move) -> ndarray (n,)``: for ``"MMA"``, each variable's move limit as a
+        fraction of its range, given the settings' scalar ``move_limit``; None: ``move_limit``
+        for all. Lets a bound variable of range [0, 50] move by a step relative to its value.
 
     Returns
     -------
@@ -398,6 +422,8 @@ def minimize(
     settings = OptimizerSettings() if settings is None else settings
     if not isinstance(settings, OptimizerSettings):
         raise InputError(f"settings = {type(settings).__name__}; allowed: OptimizerSettings")
+    if settings.algorithm is None:
+        settings = replace(settings, algorithm="MMA")
     if settings.algorithm == "MMA":
         nlopt = None
     else:
@@ -424,6 +450,7 @@ def minimize(
     driver = _Driver(evaluate, n, n_constraints, settings, callback, should_stop)
     driver.on_restart = on_restart
     driver.initial_steps = initial_steps
+    driver.move_limits = move_limits
     previous_handler = _install_sigterm()
     try:
         driver.run(nlopt, x0, lower, upper)
@@ -491,6 +518,9 @@ class _Driver:
         self.message = ""
         self.final: Optional[tuple[np.ndarray, Evaluation]] = None
         self.nit = 0  # MMA iterations (our MMA only)
+        self.move_limits: Optional[Callable[[float], np.ndarray]] = None
+        self.mma = None  # our MMA, kept across continuation stages
+        self.last_x: Optional[np.ndarray] = None  # the last evaluated point
 
     # -- evaluation, cached -------------------------------------------------------------------
 
@@ -527,6 +557,7 @@ class _Driver:
         change = math.nan if self.prev_x is None else float(np.max(np.abs(x - self.prev_x)))
         step = float(np.max(np.abs(x - self.centre))) if self.centre is not None else 0.0
         self.prev_x = x
+        self.last_x = x
         rec = Record(
             eval=len(self.history) + 1, run=self.run_index, f=ev.f, max_g=max_g, g=ev.g.copy(),
             change=change, step=step, time=time.perf_counter() - self.t0, info=ev.info,
@@ -640,6 +671,9 @@ class _Driver:
 
                 if self.stop is not None:
                     reason = self.stop.reason
+                    if reason == "RESTART" and self.mma is not None:
+                        centre = self._next_stage()
+                        continue
                     if reason == "RESTART":
                         centre = self._restart_point()
                         if self.on_restart is not None:
@@ -661,6 +695,16 @@ class _Driver:
         except KeyboardInterrupt as exc:  # between runs, or in MMA's own code
             self.stop = _interrupted(exc)
             self._finish("INTERRUPTED", self.stop.message)
+
+    def _next_stage(self) -> np.ndarray:
+        """Our MMA after a requested restart: the next stage starts at the last iterate, with the
+        asymptotes and iterates kept; only the best point and the cache (the problem changed)
+        start afresh."""
+        logger.info("continuation stage %d from evaluation %d on", self.run_index + 2, len(self.history) + 1)
+        self.cache.clear()
+        self.reset_best = True
+        self.run_index += 1
+        return self.last_x.copy()
 
     def _nlopt_run(self, nlopt, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> _Outcome:
         """One NLopt run from ``centre``."""
@@ -701,7 +745,10 @@ class _Driver:
                 j = int(np.argmax(~(np.isfinite(steps) & (steps > 0))))
                 raise InputError(f"initial step [{j}] = {steps[j]}; allowed: a finite number > 0")
         move = MMA_MOVE_DEFAULT if s.move_limit is None else s.move_limit
-        mma = MMA(self.n, self.m, lower, upper, move=move, initial_asymptote=steps)
+        if self.mma is None:
+            moves = move if self.move_limits is None else np.asarray(self.move_limits(move), dtype=float)
+            self.mma = MMA(self.n, self.m, lower, upper, move=moves, initial_asymptote=steps)
+        mma = self.mma
         x = centre.copy()
         ev = self._attempt(x)
         if ev is None:
@@ -793,7 +840,7 @@ class _Driver:
             raise RuntimeError(f"optimizer stopped before the first evaluation: {self.message}")
         bx, bev = self.best
         fx, fev = self.final
-        feasible = self.m == 0 or float(bev.g.max()) <= self.s.constraint_tol
+        feasible = self.m == 0 or _merit(bev)[1] <= self.s.constraint_tol
         return OptimizeResult(
             x=fx.copy(), fun=fev.f, constraints=fev.g.copy(),
             success=self.status in _CONVERGED and feasible,
@@ -811,16 +858,28 @@ class _Driver:
 # helpers
 
 
+def _merit(ev: Evaluation) -> tuple[float, float]:
+    """(f, max g) by which points are compared: the evaluation's ``info["merit"]`` when it gives
+    one (e.g. a bound formulation's objective with the bound variable at its best feasible value,
+    so that a point is not judged by an auxiliary variable that lags behind the eigenvalues), else
+    its own f and max g."""
+    merit = ev.info.get("merit")
+    if merit is not None:
+        return float(merit[0]), float(merit[1])
+    return ev.f, float(ev.g.max()) if ev.g.size else -math.inf
+
+
 def _better(a: Evaluation, b: Evaluation, tol: float) -> bool:
-    """Whether a beats b: feasible before infeasible, then lower f; among infeasible, lower max g."""
-    ga = float(a.g.max()) if a.g.size else -math.inf
-    gb = float(b.g.max()) if b.g.size else -math.inf
-    fa, fb = ga <= tol, gb <= tol
-    if fa != fb:
-        return fa
-    if fa:
-        return a.f < b.f
-    return ga < gb or (ga == gb and a.f < b.f)
+    """Whether a beats b by :func:`_merit`: feasible before infeasible, then lower f; among
+    infeasible, lower max g."""
+    f_a, g_a = _merit(a)
+    f_b, g_b = _merit(b)
+    feasible_a, feasible_b = g_a <= tol, g_b <= tol
+    if feasible_a != feasible_b:
+        return feasible_a
+    if feasible_a:
+        return f_a < f_b
+    return g_a < g_b or (g_a == g_b and f_a < f_b)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> _Stop:

@@ -256,9 +256,11 @@ class DensityDesign:
         Threshold η of the projection, 0 < η < 1 (0.5: the projection keeps the volume of a
         uniform design; other values erode or dilate, as in robust formulations).
     beta_max, beta_factor, beta_every : float, float, int
-        β continuation: β ← β · factor every ``beta_every`` evaluations up to ``beta_max``; the
-        optimiser restarts at each change (``OptimizerSettings.restart_step`` caps its first
-        steps). ``beta_max <= projection_beta`` (the default 0) keeps β fixed.
+        β continuation: β ← β · factor every ``beta_every`` evaluations up to ``beta_max``; our
+        MMA carries on through each change, NLopt restarts (``OptimizerSettings.restart_step``
+        caps its first steps). ``beta_max <= projection_beta`` (the default 0) keeps β fixed.
+        The default 100 evaluations per level is what the Du & Olhoff beams measured best with
+        (docs/du-olhoff.md).
     passive_solid, passive_void : predicate or None
         Elements whose centroid satisfies the predicate (x of shape (dim, n_elem) → bool) are fixed
         at 1 (solid: a mounting point) or x_min (void: a hole or a cable route) and are not
@@ -275,7 +277,7 @@ class DensityDesign:
     projection_eta: float = 0.5
     beta_max: float = 0.0
     beta_factor: float = 2.0
-    beta_every: int = 50
+    beta_every: int = 100
     passive_solid: Any = None
     passive_void: Any = None
 
