@@ -83,6 +83,9 @@ COARSE = {
          {0: 69.19372886611926, 1: 258.38877455973295}, []),
     ],
     # shape designs at their starting shape (free-free bars: the rigid-body modes first)
+    "bracket_hole.py": [
+        (("n_side=4", "n_radial=2"), {0: 4907.934677956514, 1: 28305.913373775576}, []),
+    ],
     "bar_tuning.py": [
         (("nx=30", "ny=2"), {3: 1465.7924024462773, 4: 6135.703435054388, 5: 14014.142267629139}, [[0, 1, 2]]),
     ],

@@ -193,15 +193,19 @@ def test_check_grad_shape_evaluator_all_response_kinds():
         _check_grad(ShapeEvaluator(replace(problem, objective=obj, constraints=())))
 
 
-def test_shape_evaluator_refuses_eigenvector_responses():
+def test_eigenvector_responses_of_a_profile_design():
+    """An eigenvector user response (the squared first entry of mode 1) and a mode-shape
+    objective pass check-grad through the profile map (their shape adjoint: one solve per mode)."""
     def first_entry(lam, phi, rho):
         d_phi = np.zeros_like(phi)
-        d_phi[0, 0] = 1.0
-        return float(phi[0, 0]), None, d_phi, None
+        d_phi[0, 0] = 2.0 * phi[0, 0]
+        return float(phi[0, 0] ** 2), None, d_phi, None
 
-    ev = ShapeEvaluator(_ss_beam(fe.UserResponse(function=first_entry, name="phi00")))
-    with pytest.raises(fe.InputError, match="depends on eigenvectors"):
-        ev(ev.start()[0])
+    problem = _ss_beam(fe.EigenvectorObjective(fe.ModeAmplitudeAt((0.5, 0.0), 1), mode=2),
+                       [fe.UserResponse(function=first_entry, name="phi00")])
+    ev = ShapeEvaluator(problem)
+    x0, _, _ = ev.start()
+    _check_grad(ev, ev.perturbed_start(x0, seed=5), h0=1e-3)
 
 
 def test_density_problems_get_the_density_evaluator():

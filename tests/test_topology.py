@@ -16,7 +16,7 @@ from fem_eigopt.sensitivity.gradcheck import check_evaluator
 
 REPO = Path(__file__).resolve().parents[1]
 #: shape designs: check-grad and coarse runs in tests/test_shape_design.py
-SHAPE_PROBLEMS = {"bar_tuning.py", "bar_tuning_3d.py", "beam_profile.py"}
+SHAPE_PROBLEMS = {"bar_tuning.py", "bar_tuning_3d.py", "beam_profile.py", "bracket_hole.py"}
 PROBLEMS = sorted(p.name for p in (REPO / "problems").glob("*.py") if p.name not in SHAPE_PROBLEMS)
 
 # Coarse settings per problem file, small enough for a few seconds per run.

@@ -10,8 +10,10 @@ pattern stay the same. This module provides
   the same for M) with the element vectors held fixed;
 * :func:`eigenvalue_coordinate_gradients` – dλ_i/dX = φ_iᵀ(∂K/∂X − λ_i ∂M/∂X)φ_i for simple,
   M-normalised eigenpairs (Fox & Kapoor 1968, AIAA J. 6(12) 2426);
-* :class:`ShapeMap` and two maps from a few parameters p to X (:class:`LinearShapeMap`,
-  :class:`ProfileShapeMap`), each with its exact vector–Jacobian product;
+* the maps from a few parameters p to X, each with its exact vector–Jacobian product, are in
+  :mod:`fem_eigopt.design.shape` (:class:`~fem_eigopt.design.shape.LinearShapeMap`,
+  :class:`~fem_eigopt.design.shape.ProfileShapeMap` and, for any mesh,
+  :class:`~fem_eigopt.design.shape.BoundaryMotionMap`);
 * :func:`check_coordinates` – moved-mesh validity (every Jacobian determinant keeps its sign);
 * :func:`eigenvalue_parameter_gradients` – the chain p → X → λ.
 

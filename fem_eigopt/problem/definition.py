@@ -325,19 +325,31 @@ class ShapeDesign:
     Parameters
     ----------
     shape_map : ShapeMap
-        p (n_params,) → X (dim, n_vertices), e.g. :class:`~fem_eigopt.design.shape.ProfileShapeMap`
-        built on the problem's mesh.
+        p (n_params,) → X (dim, n_vertices) built on the problem's mesh:
+        :class:`~fem_eigopt.design.shape.BoundaryMotionMap` (any mesh: boundary velocities
+        extended into the mesh), :class:`~fem_eigopt.design.shape.ProfileShapeMap` (the thickness
+        profile of a bar) or :class:`~fem_eigopt.design.shape.LinearShapeMap`.
     initial : float or array (n_params,), optional
         Starting parameters; None: the map's ``reference_parameters()`` (the unmoved mesh) when it
         has them, else zeros.
     lower, upper : float or array (n_params,)
-        Bounds of the parameters (units of p, e.g. m of thickness). Choose the lower bounds so that
-        the mesh stays valid: for a profile map with ``kind="linear"`` or ``"bspline"`` any
-        ``lower > 0`` does (see :class:`~fem_eigopt.design.shape.ProfileShapeMap`); a design that
-        still inverts an element is refused with an :class:`~fem_eigopt.errors.InputError` naming
-        the parameter values.
+        Bounds of the parameters (units of p, e.g. m of thickness). Choose them so that the mesh
+        stays valid over the whole box: for a profile map with ``kind="linear"`` or ``"bspline"``
+        any ``lower > 0`` does (see :class:`~fem_eigopt.design.shape.ProfileShapeMap`); for a
+        boundary-motion map check the corners and random points of the box with its ``quality``.
+        A design that still inverts an element is refused with an
+        :class:`~fem_eigopt.errors.InputError` naming the parameter values.
     names : sequence of str, optional
-        Names of the parameters (history, messages); default ``p1, p2, …``.
+        Names of the parameters (history, messages); default the map's own ``names`` (e.g. those
+        of the :class:`~fem_eigopt.design.shape.BoundaryVelocity` motions of a
+        :class:`~fem_eigopt.design.shape.BoundaryMotionMap`), else ``p1, p2, …``.
+
+    Notes
+    -----
+    Responses that have no meaning for a shape design are refused when the
+    :class:`Problem` is built (:meth:`check_responses`): ``MinVolume`` and ``VolumeConstraint``
+    (a volume *fraction of the design domain*, which is 1 whatever the shape; use
+    ``VolumeLimit``), and ``ProfileThickness`` with a map that has no thickness profile.
     """
 
     shape_map: Any
@@ -393,8 +405,48 @@ class ShapeDesign:
         return self._vector(self.lower, "lower"), self._vector(self.upper, "upper")
 
     def parameter_names(self) -> list[str]:
-        """Names of the parameters (``p1, p2, …`` by default)."""
-        return list(self.names) if self.names is not None else [f"p{j + 1}" for j in range(self.n_params)]
+        """Names of the parameters: ``names``, else the map's ``names``, else ``p1, p2, …``."""
+        if self.names is not None:
+            return list(self.names)
+        own = getattr(self.shape_map, "names", None)
+        if own is not None and len(own) == self.n_params:
+            return list(own)
+        return [f"p{j + 1}" for j in range(self.n_params)]
+
+    def check_responses(self, responses: Sequence[Any]) -> None:
+        """Refuse responses that have no meaning for a shape design (one line each).
+
+        Parameters
+        ----------
+        responses : sequence
+            The objective and the constraints (None entries are skipped).
+
+        Raises
+        ------
+        InputError
+            For the first response that a shape design cannot evaluate: the reason and what to use.
+        """
+        for i, response in enumerate(responses):
+            if response is None:
+                continue
+            where = "objective" if i == 0 else f"constraints[{i - 1}]"
+            qualified = f"{type(response).__module__}.{type(response).__qualname__}"
+            reason = _NOT_FOR_SHAPES.get(qualified)
+            if reason is None and qualified == _PROFILE_THICKNESS and not hasattr(self.shape_map, "profile_jacobian"):
+                reason = (f"needs a thickness profile, and {type(self.shape_map).__name__} has none; allowed: a "
+                          "ProfileShapeMap, or bounds on the parameters")
+            if reason is not None:
+                raise InputError(f"{where} {type(response).__name__} with a ShapeDesign: {reason}")
+
+
+# responses by qualified name (the problem room does not import the responses room) that a shape
+# design refuses, and why
+_NOT_FOR_SHAPES = {
+    f"fem_eigopt.responses.volume.{name}": "it is a volume fraction of the design domain, 1 for every shape; "
+    "allowed: fem_eigopt.VolumeLimit(max_ratio=..., min_ratio=...) (volume, or mass, relative to the start)"
+    for name in ("MinVolume", "VolumeConstraint")
+}
+_PROFILE_THICKNESS = "fem_eigopt.responses.geometry.ProfileThickness"
 
 
 _ELEMENTS = {
@@ -498,6 +550,10 @@ class Problem:
         if isinstance(self.design, ShapeDesign):
             from fem_eigopt.design.shape import check_mesh_coordinates
 
+            try:
+                self.design.check_responses((self.objective,) + self.constraints)
+            except InputError as exc:
+                raise fail(where, str(exc)) from None
             p0 = self.design.initial_parameters()
             try:
                 X0 = self.design.shape_map.coordinates(p0)

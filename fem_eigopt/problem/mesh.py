@@ -1,8 +1,8 @@
-"""Mesh builders: structured rectangles and boxes with named boundaries, file import, mapping.
+"""Mesh builders: structured rectangles and boxes, a plate with a hole, file import, mapping.
 
 All builders return scikit-fem meshes with the named boundaries ``left``/``right`` (x = min/max),
-``bottom``/``top`` (y) and, in 3D, ``front``/``back`` (z). Like scikit-fem's own modifiers, every
-function returns a new mesh and leaves its input alone.
+``bottom``/``top`` (y) and, in 3D, ``front``/``back`` (z); :func:`plate_with_hole` adds ``hole``.
+Like scikit-fem's own modifiers, every function returns a new mesh and leaves its input alone.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import skfem
 
 from fem_eigopt.errors import InputError
 
-__all__ = ["rectangle", "box", "from_file", "mapped", "model_memory_estimate", "check_model_size"]
+__all__ = ["rectangle", "box", "plate_with_hole", "from_file", "mapped", "model_memory_estimate",
+           "check_model_size"]
 
 #: bytes per element-matrix entry (n_cells × dofs_per_cell²) that a model and its optimisation
 #: hold: the assembly pattern and operators, K and M, the factorisation and the eigen solver's
@@ -209,3 +210,105 @@ def mapped(mesh: skfem.Mesh, mapping: Callable[[np.ndarray], np.ndarray]) -> skf
     if p.shape != mesh.p.shape:
         raise InputError(f"mapping returned shape {p.shape}; allowed: {mesh.p.shape}")
     return type(mesh)(p, mesh.t.copy(), _boundaries=mesh.boundaries, _subdomains=mesh.subdomains)
+
+
+def plate_with_hole(length: float, height: float, radius: float, *, center_x: float | None = None,
+                    n_side: int = 8, n_radial: int = 4, kind: str = "quad", grading: float = 1.0) -> skfem.Mesh:
+    """Structured mesh of the plate ``[0, length] × [0, height]`` with a circular hole.
+
+    The hole (centre ``(center_x, height/2)``, radius ``radius``) sits in a square block of side
+    ``height`` meshed as an O-grid: ``4 n_side`` vertices equally spaced in angle on the circle, the
+    same number equally spaced along the square's sides (the corners at ±45°, ±135°), joined by
+    straight lines divided into ``n_radial`` cells. Rectangular blocks of square-ish cells (size
+    ``height / n_side``) fill the plate on the left and right. Vertices on the block interfaces are
+    shared.
+
+    Parameters
+    ----------
+    length, height : float
+        Plate size (m); ``length >= height``.
+    radius : float
+        Hole radius (m), ``0 < radius < height/2``.
+    center_x : float, optional
+        x of the hole centre (m), with ``height/2 <= center_x <= length − height/2``; default mid-length.
+    n_side : int
+        Cells along each side of the hole's square block (and across the plate), ≥ 1.
+    n_radial : int
+        Cells between the hole and the square, ≥ 1.
+    kind : {"quad", "tri"}
+        Quadrilaterals, or triangles (each quadrilateral split in two).
+    grading : float
+        Radial spacing exponent: the k-th ring of vertices is at fraction (k / n_radial)^grading
+        of the way from the circle to the square (> 1: finer near the hole).
+
+    Returns
+    -------
+    skfem.Mesh
+        MeshQuad1 or MeshTri1 with the named boundaries ``hole`` and ``left``/``right``/``bottom``/``top``.
+    """
+    _check_lengths(length=length, height=height, radius=radius)
+    _check_divisions(n_side=n_side, n_radial=n_radial)
+    if kind not in ("quad", "tri"):
+        raise InputError(f"plate_with_hole kind = {kind!r}; allowed: 'quad', 'tri'")
+    cx = 0.5 * length if center_x is None else float(center_x)
+    if not (length >= height and 0.5 * height <= cx <= length - 0.5 * height and radius < 0.5 * height):
+        raise InputError(f"plate_with_hole(length={length!r}, height={height!r}, radius={radius!r}, center_x={center_x!r}); "
+                         "allowed: length >= height, radius < height/2, height/2 <= center_x <= length - height/2")
+    if not (np.isfinite(grading) and grading > 0):
+        raise InputError(f"plate_with_hole grading = {grading!r}; allowed: a number > 0")
+    points, quads = _o_grid(cx, 0.5 * height, 0.5 * height, radius, n_side, n_radial, grading)
+    size = height / n_side
+    for x0, x1 in ((0.0, cx - 0.5 * height), (cx + 0.5 * height, length)):
+        nx = int(round((x1 - x0) / size))
+        if nx >= 1:
+            block_points, block_quads = _grid_block(x0, x1, height, nx, n_side)
+            quads.append(block_quads + sum(len(p) for p in points))
+            points.append(block_points)
+    p, t = _merge(np.vstack(points), np.vstack(quads), tol=1e-9 * length)
+    check_model_size(t.shape[0] * (2 if kind == "tri" else 1), _LINEAR_DOFS_PER_CELL[kind],
+                     f"plate_with_hole(n_side={n_side}, n_radial={n_radial}, kind={kind!r})")
+    if kind == "quad":
+        mesh = skfem.MeshQuad1(p.T.copy(), t.T.copy())
+    else:  # split along the diagonal 0–2 of each counter-clockwise quadrilateral
+        mesh = skfem.MeshTri1(p.T.copy(), np.vstack([t[:, [0, 1, 2]], t[:, [0, 2, 3]]]).T.copy())
+    tol = 1e-6 * radius
+    mesh = mesh.with_boundaries({"hole": lambda x: np.hypot(x[0] - cx, x[1] - 0.5 * height) <= radius + tol})
+    return _with_box_boundaries(mesh)
+
+
+def _o_grid(cx: float, cy: float, half: float, radius: float, n_side: int, n_radial: int,
+            grading: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Points (n, 2) and counter-clockwise quadrilaterals (m, 4) between a circle and its square."""
+    n = 4 * n_side
+    s = np.arange(n_side) / n_side
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]], dtype=float)
+    outer = np.vstack([corners[k] + s[:, None] * (corners[k + 1] - corners[k]) for k in range(4)])
+    angle = -0.75 * np.pi + 2.0 * np.pi * np.arange(n) / n
+    inner = radius * np.column_stack([np.cos(angle), np.sin(angle)])
+    frac = (np.arange(n_radial + 1) / n_radial) ** grading
+    ring = (1.0 - frac)[:, None, None] * inner[None] + frac[:, None, None] * (half * outer)[None]
+    points = (ring + np.array([cx, cy])).reshape(-1, 2)  # index j·n + i: ring j, angle i
+    i, j = np.meshgrid(np.arange(n), np.arange(n_radial), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    i1 = (i + 1) % n
+    # i runs counter-clockwise and j outward, a clockwise frame: (i, j), (i, j+1), (i1, j+1), (i1, j)
+    # is counter-clockwise
+    quads = np.column_stack([j * n + i, (j + 1) * n + i, (j + 1) * n + i1, j * n + i1])
+    return [points], [quads]
+
+
+def _grid_block(x0: float, x1: float, height: float, nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points and counter-clockwise quadrilaterals of a structured ``nx × ny`` block."""
+    x, y = np.meshgrid(np.linspace(x0, x1, nx + 1), np.linspace(0.0, height, ny + 1), indexing="ij")
+    points = np.column_stack([x.ravel(), y.ravel()])  # index a·(ny+1) + b
+    a, b = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    a, b = a.ravel(), b.ravel()
+    v = a * (ny + 1) + b
+    return points, np.column_stack([v, v + ny + 1, v + ny + 2, v + 1])
+
+
+def _merge(points: np.ndarray, cells: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Merge coincident points (within ``tol``) and renumber the cells."""
+    keys = np.round(points / tol).astype(np.int64)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return points[first], inverse.reshape(-1)[cells]
