@@ -40,9 +40,22 @@ def _end_support(condition: str, x: float, height: float, ny: int) -> fe.Support
     return fe.Support(fe.at_point((x, height / 2), tol))
 
 
+def _planes(symmetry: str, ends: str, length: float, height: float) -> tuple:
+    """Mirror planes of the design: ``x`` (mid-span; only for equal end conditions), ``y`` (mid-height)."""
+    if any(c not in "xy" for c in symmetry):
+        raise fe.InputError(f"symmetry = {symmetry!r}; allowed: 'xy', 'x', 'y' or '' (none)")
+    planes = []
+    if "x" in symmetry and ends[0] == ends[1]:
+        planes.append(("x", length / 2))
+    if "y" in symmetry:
+        planes.append(("y", height / 2))
+    return tuple(planes)
+
+
 def problem(nx: int = 160, ny: int = 20, supports: str = "SS", element: str = "quad1",
             volfrac: float = 0.5, n_modes: int = 6, n_bound: int = 2, filter_radius: float | None = None,
-            method: str = "bound", max_eval: int = 600, beta: float = 1.0, beta_max: float = 16.0):
+            method: str = "bound", max_eval: int = 600, beta: float = 1.0, beta_max: float = 16.0,
+            symmetry: str = "xy"):
     ends = supports.upper() if isinstance(supports, str) else ""
     if len(ends) != 2 or any(c not in END_CONDITIONS for c in ends) or ends == "FF":
         raise fe.InputError(f"supports = {supports!r}; allowed: two of C (clamped), S (pinned), F (free) "
@@ -61,7 +74,7 @@ def problem(nx: int = 160, ny: int = 20, supports: str = "SS", element: str = "q
         analysis=fe.Analysis(n_modes=n_modes),
         design=fe.DensityDesign(initial=volfrac, x_min=1e-3, stiffness=fe.SIMP(3.0), mass=fe.TwoRangeMass(0.1),
                                 filter="density", filter_radius=filter_radius, projection_beta=beta,
-                                beta_max=beta_max),
+                                beta_max=beta_max, symmetry=_planes(symmetry, ends, length, height)),
         objective=objective,
         # The lower volume bound only blocks the spurious all-void optimum of the two-range mass
         # law (see fe.VolumeConstraint); it is inactive at the optima.

@@ -135,7 +135,8 @@ class DesignEvaluator:
                 where = "objective" if i == 0 else f"constraints[{i - 1}]"
                 raise fail(problem.label, f"{where} is {r!r}; allowed: a fem_eigopt objective/constraint object")
 
-        design_map = DesignMap(mesh, design.passive_solid, design.passive_void, design.x_min)
+        design_map = DesignMap(mesh, design.passive_solid, design.passive_void, design.x_min,
+                               symmetry=tuple(design.symmetry))
         self.filter_radius = design.filter_radius or 1.5 * mean_element_size(mesh)
         if design.filter == "density":
             filt = DensityFilter(mesh, self.filter_radius)
