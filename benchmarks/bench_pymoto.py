@@ -502,7 +502,8 @@ def run_fem(nx: int, ny: int, nz: int, iterations: int, eigensolver: str, backen
     if own:  # our MMA: one evaluation per iteration, a move limit like pyMOTO's (no NLopt parameters)
         settings = replace(settings, algorithm="MMA", move_limit=move, nlopt_params={})
     else:
-        settings = replace(settings, nlopt_params={**settings.nlopt_params, **(nlopt_params or {}), "verbosity": 1})
+        settings = replace(settings, algorithm=algorithm,
+                           nlopt_params={**settings.nlopt_params, **(nlopt_params or {}), "verbosity": 1})
     lines = _NloptLines()
     calls: list[dict] = []
 

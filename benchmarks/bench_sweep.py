@@ -3,7 +3,7 @@
     python benchmarks/bench_sweep.py [--nx 64 --ny 8 --max-eval 60] [--engine process|dask]
 
 Runs (1) one plain optimisation in this process (``optimize``, the same as ``python -m fem_eigopt``),
-(2) a sweep of 4 equal cases (they differ only in ``restart_step`` by 1e-12, far below its effect,
+(2) a sweep of 4 equal cases (they differ only in ``volfrac`` by 1e-12, far below its effect,
 since a sweep runs distinct parameters) on 1 worker and (3) on 2 workers, and prints a table: wall time, speed-up, and the sweep's overhead per case
 (sweep wall time × workers / cases − plain run), which covers starting the worker processes,
 shipping the task, the design picture and the sweep's own files. Expect a speed-up ≥ 1.7 on 2
@@ -37,9 +37,9 @@ def sweep_run(fixed: dict, workers: int, engine: str, out: Path) -> tuple[float,
     from fem_eigopt.sweeps.runner import run_sweep
     from fem_eigopt.sweeps.spec import build_spec
 
-    # 4 cases that do the same work: restart_step values that differ far below its effect
-    steps = ",".join(f"{0.1 + i * 1e-12:.13f}" for i in range(4))
-    spec = build_spec(BEAM, grid={"restart_step": steps}, fixed=fixed, workers=workers, engine=engine, out=out)
+    # 4 cases that do the same work: volume fractions that differ far below their effect
+    volumes = ",".join(f"{0.5 + i * 1e-12:.13f}" for i in range(4))
+    spec = build_spec(BEAM, grid={"volfrac": volumes}, fixed=fixed, workers=workers, engine=engine, out=out)
     t = time.perf_counter()
     result = run_sweep(spec, progress=False)
     return time.perf_counter() - t, result.counts.get("ok", 0)

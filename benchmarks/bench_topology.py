@@ -319,7 +319,8 @@ class RunReport:
 def run_once(problem: Any, max_eval: int, backend: str | None, factor_repeats: int) -> RunReport:
     """One optimisation run with instrumentation (see the module docstring)."""
     settings = default_settings(problem)
-    settings = replace(settings, nlopt_params={**settings.nlopt_params, "verbosity": 1})
+    if settings.algorithm in ("LD_MMA", "LD_CCSAQ"):  # NLopt prints its iterations, counted below
+        settings = replace(settings, nlopt_params={**settings.nlopt_params, "verbosity": 1})
     opt_logger = logging.getLogger("fem_eigopt.optimize.driver")
     capture = _CapturedStdout()
     marker = _EvalMarker(capture.libc)

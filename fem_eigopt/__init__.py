@@ -42,6 +42,7 @@ _EXPORTS = {
     "eigenvalue_parameter_gradients": "sensitivity.shape",
     "model_at_coordinates": "fem.geometry",
     "optimize": "optimize.run",
+    "resume": "optimize.run",
     "RunResult": "optimize.run",
     "DesignEvaluator": "optimize.evaluator",
     "taylor_test": "sensitivity.gradcheck",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,8 @@ def test_gap_restart_bounds_are_feasible():
 
 
 def test_volume_floor_values_and_gradient():
-    problem = beam(min_volfrac="0.45")
+    problem = beam()
+    problem = replace(problem, constraints=[fe.VolumeConstraint(0.5, min_fraction=0.45)])
     evaluator = DesignEvaluator(problem)
     x0, _, _ = evaluator.start()
     e = evaluator(x0)
@@ -83,7 +85,7 @@ def test_requested_restart_uses_on_restart_and_restart_step():
             return "restart"
         return None
 
-    settings = OptimizerSettings(max_eval=8, xtol_rel=0.0, restart_step=0.01)
+    settings = OptimizerSettings(algorithm="LD_MMA", max_eval=8, xtol_rel=0.0, restart_step=0.01)
     minimize(evaluate, np.full(3, 0.1), 0.0, 1.0, settings, callback=callback, on_restart=on_restart)
     assert len(starts) == 1
     np.testing.assert_array_equal(evaluations[3], np.full(3, 0.5))  # the new run starts where on_restart said

@@ -16,7 +16,6 @@ import pytest
 from test_optimizer import (
     analytic,
     beam,
-    check_restarted_at_8_and_20,
     counting,
     max_min,
     quadratic,
@@ -445,41 +444,50 @@ def test_requested_restart_keeps_history_continuous_and_converges():
         return "restart" if record.eval in restarts_at else None
 
     res = minimize(evaluate, np.full(5, 5.0), 1e-3, 10.0, MMA_SETTINGS, 1, callback=callback)
-    check_restarted_at_8_and_20(res)
-    # a restarted run starts with fresh asymptotes: its first step is that of a fresh MMA
-    assert res.nit == res.nfev - 3  # each run's first evaluation is its start, not an iteration
+    h = res.history
+    assert [r.eval for r in h] == list(range(1, len(h) + 1)) and res.nrun == 3
+    assert [r.run for r in h] == sorted(r.run for r in h) and {r.run for r in h} == {0, 1, 2}
+    # each stage starts at the last point of the one before, evaluated again: no step
+    assert [r.eval for r in h if r.change == 0.0] == [9, 21]
+    assert h[8].f == pytest.approx(h[7].f, rel=1e-14) and h[20].f == pytest.approx(h[19].f, rel=1e-14)
+    # each stage starts by evaluating its first point again (the problem changed): not an iteration
+    assert res.nit == res.nfev - 3
     assert res.success
     assert res.best_fun == pytest.approx(f_star, rel=1e-6)
 
 
-def test_requested_restart_uses_on_restart_and_restart_step():
-    """After a requested restart the run starts from on_restart(best point), and restart_step
-    caps the first two steps of the new run at 0.9·restart_step."""
+def test_requested_restart_continues_the_iteration_as_a_new_stage():
+    """Our MMA carries on through a requested restart (a continuation stage): the last point is
+    evaluated again for the changed problem, the next iterate is what the kept asymptotes give
+    (the same as without the request, for an unchanged function), on_restart is not called, and
+    the best point is that of the new stage."""
     target = np.array([0.8, 0.2, 0.6])
-    evaluate = bowl(target)
-    wrapped, evaluations = counting(evaluate)
+    settings = analytic(algorithm="MMA", move_limit=0.3, max_eval=8, xtol_rel=0.0, restart_step=0.01)
+    plain, plain_points = counting(bowl(target))
+    minimize(plain, np.full(3, 0.1), 0.0, 1.0, settings)
+    staged, points = counting(bowl(target))
     starts = []
 
-    def on_restart(x):
-        starts.append(x.copy())
-        return np.full(3, 0.5)
-
-    asked = {"done": False}
-
     def callback(record):
-        if record.eval == 3 and not asked["done"]:
-            asked["done"] = True
-            return "restart"
-        return None
+        return "restart" if record.eval == 3 else None
 
-    settings = analytic(algorithm="MMA", move_limit=0.3, max_eval=8, xtol_rel=0.0, restart_step=0.01)
-    res = minimize(wrapped, np.full(3, 0.1), 0.0, 1.0, settings, callback=callback, on_restart=on_restart)
-    assert len(starts) == 1 and res.nrun == 2
-    np.testing.assert_array_equal(evaluations[3], np.full(3, 0.5))
-    assert np.max(np.abs(evaluations[4] - evaluations[3])) <= 0.9 * 0.01 + 1e-12
-    assert np.max(np.abs(evaluations[5] - evaluations[4])) <= 0.9 * 0.01 + 1e-12
-    # before the restart the steps were those of the default asymptotes (0.45) and move 0.3
-    assert np.max(np.abs(evaluations[1] - evaluations[0])) > 0.1
+    res = minimize(staged, np.full(3, 0.1), 0.0, 1.0, settings, callback=callback,
+                   on_restart=lambda x: starts.append(x) or x)
+    assert starts == [] and res.nrun == 2 and res.nfev == 8
+    np.testing.assert_array_equal(points[3], points[2])  # the last point again, for the new stage
+    np.testing.assert_array_equal(points[4:], plain_points[3:7])  # then the same iteration
+    assert [r.run for r in res.history] == [0, 0, 0, 1, 1, 1, 1, 1]
+    assert res.best_fun == min(r.f for r in res.history[3:])
+
+
+def test_move_limits_hook_gives_each_variable_its_own_limit():
+    target = np.array([0.9, 0.9, 0.9])
+    wrapped, points = counting(bowl(target))
+    settings = analytic(algorithm="MMA", move_limit=0.2, max_eval=3)
+    minimize(wrapped, np.full(3, 0.1), 0.0, 1.0, settings, move_limits=lambda move: np.array([move, move / 4, 1.0]))
+    step = np.abs(points[1] - points[0])
+    assert step[0] == pytest.approx(0.2) and step[1] == pytest.approx(0.05)
+    assert step[2] > 0.2  # the asymptotes (0.9 · 0.5) limit it, not the move
 
 
 def test_initial_steps_hook_sets_the_initial_asymptotes():
@@ -587,7 +595,7 @@ def test_error_in_evaluate_propagates():
 @pytest.mark.parametrize(
     "kwargs, text",
     [
-        ({"algorithm": "mma"}, "algorithm = 'mma'; allowed: LD_MMA, LD_CCSAQ, MMA"),
+        ({"algorithm": "mma"}, "algorithm = 'mma'; allowed: None, LD_MMA, LD_CCSAQ, MMA"),
         ({"algorithm": "MMA", "move_limit": 0.0}, "move_limit = 0.0"),
         ({"algorithm": "MMA", "move_limit": -0.1}, "move_limit = -0.1"),
         ({"algorithm": "MMA", "move_limit": 1.5}, "move_limit = 1.5; allowed: None or a fraction"),

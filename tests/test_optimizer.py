@@ -27,7 +27,7 @@ def analytic(**changes) -> OptimizerSettings:
     evaluations); the analytic optima are reached to a tighter relative accuracy with ``xtol_rel``,
     and the evaluation counts asserted here were measured with these settings.
     """
-    base = {"max_eval": 500, "xtol_rel": 1e-6, "stagnation_tol": 1e-12, "stagnation_evals": 3}
+    base = {"algorithm": "LD_MMA", "max_eval": 500, "xtol_rel": 1e-6, "stagnation_tol": 1e-12, "stagnation_evals": 3}
     return OptimizerSettings(**{**base, **changes})
 
 
@@ -322,12 +322,12 @@ def test_error_in_evaluate_propagates():
 @pytest.mark.parametrize(
     "kwargs, text",
     [
-        ({"algorithm": "LD_SLSQP"}, "algorithm = 'LD_SLSQP'; allowed: LD_MMA, LD_CCSAQ"),
+        ({"algorithm": "LD_SLSQP"}, "algorithm = 'LD_SLSQP'; allowed: None, LD_MMA, LD_CCSAQ"),
         ({"max_eval": 0}, "max_eval = 0"),
         ({"max_eval": 2.5}, "max_eval = 2.5"),
         ({"xtol_rel": -1.0}, "xtol_rel = -1.0"),
         ({"ftol_rel": float("nan")}, "ftol_rel = nan"),
-        ({"move_limit": 0.0}, "move_limit = 0.0 with algorithm = 'LD_MMA'"),
+        ({"algorithm": "LD_MMA", "move_limit": 0.0}, "move_limit = 0.0 with algorithm = 'LD_MMA'"),
         ({"restart_step": -0.1}, "restart_step = -0.1"),
         ({"stagnation_evals": True}, "stagnation_evals = True"),
         ({"nlopt_params": {"verbosity": "loud"}}, "nlopt_params = {'verbosity': 'loud'}"),

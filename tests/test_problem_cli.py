@@ -173,10 +173,10 @@ BAD_INPUT = [
     (("modal", "problems/beam.py", "--modes", "abc"), ["--modes", "'abc'"]),
     (("modal", "problems/beam.py", "--modes", "0"), ["--modes", ">= 1"]),
     (("modal", "problems/beam.py", "--backend", "magic"), ["'magic'", "superlu"]),
-    (("modal", "problems/beam.py", "--set", "beta_every=0"), ["design.beta_every = 0", "integer >= 1"]),
+    (("modal", "problems/beam.py", "--set", "supports=CX"), ["supports = 'CX'", "C (clamped)"]),
     (("modal", "problems/beam.py", "--set", "beta=-1"), ["design.projection_beta = -1.0", ">= 0"]),
     (("modal", "problems/beam.py", "--set", "volfrac=1.5"), ["design.initial = 1.5", "[x_min, 1]"]),
-    (("modal", "problems/beam.py", "--set", "restart_step=-1"), ["restart_step = -1.0", "> 0"]),
+    (("modal", "problems/beam.py", "--set", "beta_max=-1"), ["design.beta_max = -1.0", ">= 0"]),
 ]
 
 
@@ -240,9 +240,11 @@ def test_default_settings_are_the_dataclass_defaults():
 
     beam = load_problem(REPO / "problems" / "beam.py", {"nx": "16", "ny": "2"})
     assert default_settings(replace(beam, optimizer=None)) == OptimizerSettings()
-    assert default_settings(beam) == OptimizerSettings(max_eval=1600, restart_step=0.1)
-    for name in ("bracket.py", "gap.py", "mode_shape.py", "cantilever3d.py"):
+    assert default_settings(beam) == OptimizerSettings(max_eval=600)
+    for name in ("bracket.py", "mode_shape.py", "cantilever3d.py"):
         problem = load_problem(REPO / "problems" / name, {"max_eval": "7"})
         assert default_settings(problem) == OptimizerSettings(max_eval=7), name
+    gap = load_problem(REPO / "problems" / "gap.py", {"max_eval": "7"})
+    assert default_settings(gap) == OptimizerSettings(max_eval=7, move_limit=0.2)  # see gap.py
     with pytest.raises(InputError, match=r"optimizer = \{'max_eval': 5\}; allowed: None or a fem_eigopt"):
         default_settings(replace(beam, optimizer={"max_eval": 5}))

@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import replace
@@ -42,14 +44,39 @@ from fem_eigopt.plot import read_history
 from fem_eigopt.problem.loading import load_problem
 
 REPO = Path(__file__).resolve().parents[1]
-BEAM = {"nx": 32, "ny": 4, "max_eval": 16, "beta_every": 4, "beta_max": 8.0}
+BEAM = {"nx": 32, "ny": 4, "max_eval": 16, "beta_max": 8.0}
 #: summary entries a resumed run must reproduce bitwise
 SAME = ("status", "evaluations", "objective", "max_constraint", "omega_final", "eigenvalues_final",
         "volume_fraction", "beta", "clusters_final")
 
 
+STAGED_BEAM = textwrap.dedent(f'''
+    """problems/beam.py with β doubled every 4 evaluations, so that stages change within a short run."""
+    import importlib.util
+    from dataclasses import replace
+
+    _spec = importlib.util.spec_from_file_location("_beam", {str(REPO / "problems" / "beam.py")!r})
+    _beam = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_beam)
+
+
+    def problem(nx: int = 32, ny: int = 4, max_eval: int = 16, beta_max: float = 8.0):
+        p = _beam.problem(nx=nx, ny=ny, max_eval=max_eval, beta_max=beta_max)
+        return replace(p, design=replace(p.design, beta_every=4))
+''')
+
+
+@functools.cache
+def _staged_beam_file() -> Path:
+    """The problem file of :data:`STAGED_BEAM` (a resume reloads the problem from its file)."""
+    path = Path(tempfile.mkdtemp(prefix="fem_eigopt_resume_")) / "staged_beam.py"
+    path.write_text(STAGED_BEAM)
+    return path
+
+
 def _problem():
-    return load_problem(REPO / "problems" / "beam.py", BEAM)
+    """The coarse beam with β doubled every 4 evaluations, so that stages change within the run."""
+    return load_problem(_staged_beam_file(), BEAM)
 
 
 def _settings(algorithm: str):
@@ -209,8 +236,8 @@ BEAM_MMA = textwrap.dedent(f'''
 
 
     def problem(max_eval: int = 40):
-        p = _beam.problem(nx=32, ny=4, max_eval=max_eval, beta_every=10, beta_max=8.0)
-        return replace(p, optimizer=replace(p.optimizer, algorithm="MMA"))
+        p = _beam.problem(nx=32, ny=4, max_eval=max_eval, beta_max=8.0)
+        return replace(p, design=replace(p.design, beta_every=10), optimizer=replace(p.optimizer, algorithm="MMA"))
 ''')
 
 

@@ -11,6 +11,7 @@ design, and ``design_best.npz`` holds the best feasible evaluation of the last c
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import meshio
@@ -28,17 +29,19 @@ from fem_eigopt.problem.loading import load_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH = int(P.WIDTH_IN * P.DPI)
-BEAM = {"nx": 32, "ny": 4, "max_eval": 12, "beta_every": 4, "beta_max": 8.0}
+BEAM = {"nx": 32, "ny": 4, "max_eval": 12, "beta_max": 8.0}
 
 
-def _run(tmp_path_factory, name: str, params: dict):
+def _run(tmp_path_factory, name: str, params: dict, beta_every: int | None = None):
     problem = load_problem(ROOT / "problems" / name, params)
+    if beta_every is not None:  # β changes within the short run
+        problem = replace(problem, design=replace(problem.design, beta_every=beta_every))
     return problem, optimize(problem, out_dir=tmp_path_factory.mktemp(name.replace(".py", "")), progress=False)
 
 
 @pytest.fixture(scope="module")
 def beam(tmp_path_factory):
-    return _run(tmp_path_factory, "beam.py", BEAM)
+    return _run(tmp_path_factory, "beam.py", BEAM, beta_every=4)
 
 
 @pytest.fixture(scope="module")

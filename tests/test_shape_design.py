@@ -289,7 +289,7 @@ def test_check_grad_bar_tuning():
     _check_grad(ev, ev.perturbed_start(x0, seed=1), h0=1e-3)
 
 
-@pytest.mark.parametrize("ratios, reference_volume", [("1:4:10", 0.98584), ("1:3:6", 0.68174)])
+@pytest.mark.parametrize("ratios, reference_volume", [("1:4:10", 0.98584), ("1:3:6", 0.68766)])
 def test_bar_tuning_within_a_cent_and_mesh_converged(ratios, reference_volume):
     problem = _module("bar_tuning").problem(ratios=ratios, max_eval=60)
     ev, result, final = _run(problem)

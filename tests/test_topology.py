@@ -145,16 +145,15 @@ def test_passive_solid_elements_stay_solid():
     assert evaluator.n_design == evaluator.model.n_elements - solid.sum()
 
 
-# Regression numbers of short coarse runs (obtained once with this code, MMA, pardiso; superlu
-# agrees to the printed precision). They guard the whole pipeline: problem file → evaluator →
-# NLopt → summary. The physics is checked by the Taylor tests above and test_theory.py.
-# Entries: evaluations, summary key, index into it, relative tolerance of the final value.
-# The beam's run is chaotic from its 4th evaluation: NLopt's MMA rescales each variable's
-# asymptotes by the sign of its last two steps, and most steps of evaluation 3 are ~0, so
-# rounding-level differences (MKL 2025.3 / SciPy 1.16 against MKL 2026.2 / SciPy 1.17) gave
-# ω1 = 82.343 and 85.272 after 12 evaluations; the other files agreed to 1e-5 there. Hence 5 %
-# for the beam's final value, and for every file the objective at the 3rd evaluation, before
-# any such amplification (both environments agreed to 2e-8), to 1e-6.
+# Regression numbers of short coarse runs with the default optimiser (our MMA for density
+# designs; obtained once with this code and pardiso). They guard the whole pipeline: problem
+# file → evaluator → optimiser → summary. The physics is checked by the Taylor tests above and
+# test_theory.py. Entries: evaluations, summary key, index into it, relative tolerance of the
+# final value. MMA rescales each variable's asymptotes by the sign of its last two steps, which
+# can amplify rounding-level differences between linear-algebra libraries; with NLopt's MMA the
+# beam's ω1 after 12 evaluations differed by 3.5 % between two library versions, hence 5 % for
+# the beam's final value, and for every file the objective at the 3rd evaluation, before any
+# such amplification, to 1e-6.
 SHORT_RUNS = {
     "beam.py": (12, "omega_final", 0, 5e-2),
     "bracket.py": (12, "volume_fraction", None, 1e-4),
@@ -190,17 +189,17 @@ def test_short_run_of_every_problem_file(name, tmp_path):
 
 
 OBJECTIVE_AT_THIRD_EVALUATION: dict[str, float] = {
-    "beam.py": -0.99646977,
-    "bracket.py": 0.9870702943,
-    "cantilever3d.py": -1.005286165,
-    "gap.py": -13.2560827,
-    "mode_shape.py": 0.7715188298,
+    "beam.py": -1.0451319797246206,
+    "bracket.py": 0.9014310637052331,
+    "cantilever3d.py": -1.0791000000000002,
+    "gap.py": -13.48748575311837,
+    "mode_shape.py": 0.5700067863443495,
 }
 
 REFERENCE: dict[str, float] = {
-    "beam.py": 82.34332973335016,
-    "bracket.py": 0.2648987380454559,
-    "cantilever3d.py": 490.7034852985495,
-    "gap.py": 366.79790179955467,
-    "mode_shape.py": 0.018181572042932387,
+    "beam.py": 85.24758690983468,
+    "bracket.py": 0.45787085037878,
+    "cantilever3d.py": 382.9244115565383,
+    "gap.py": 280.6954865337182,
+    "mode_shape.py": 0.7552317625920005,
 }

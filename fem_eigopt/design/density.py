@@ -77,16 +77,24 @@ class DesignMap:
         a list is a union. An element selected by both is an error.
     x_min : float
         Density of passive-void elements (the design's lower bound, e.g. 1e-3).
+    symmetry : sequence of (axis, coordinate)
+        Mirror planes of the design, e.g. ``[("x", 4.0), ("y", 0.5)]``: elements that are mirror
+        images of each other (through any combination of the planes) share one design variable,
+        so the design is symmetric whatever the rounding. The mesh and the passive regions must
+        be symmetric too.
 
     Attributes
     ----------
     active, solid, void : ndarray of bool, shape (n_elem,)
-    active_index : ndarray of int, shape (n_active,)
-        Element number of each design variable.
+    active_index : ndarray of int, shape (n_active_elements,)
+        The active elements.
+    n_active : int
+        Number of design variables (active elements, or their mirror orbits).
     """
 
     def __init__(self, mesh: skfem.Mesh, solid: Predicate | Sequence[Predicate] | np.ndarray | None = None,
-                 void: Predicate | Sequence[Predicate] | np.ndarray | None = None, x_min: float = 1e-3) -> None:
+                 void: Predicate | Sequence[Predicate] | np.ndarray | None = None, x_min: float = 1e-3,
+                 symmetry: Sequence[tuple[str, float]] = ()) -> None:
         mesh = _check_mesh(mesh, "DesignMap")
         if not 0.0 <= x_min < 1.0:
             raise InputError(f"design x_min = {x_min!r}; allowed: 0 <= x_min < 1")
@@ -103,9 +111,11 @@ class DesignMap:
             )
         self.active = ~(self.solid | self.void)
         self.active_index = np.flatnonzero(self.active)
-        self.n_active = self.active_index.size
-        if self.n_active == 0:
+        if self.active_index.size == 0:
             raise InputError("passive regions cover every element; allowed: at least one active element")
+        # design variable of each active element; None: one variable per element (no symmetry)
+        self.orbit = mirror_orbits(centroids, self.active, symmetry) if symmetry else None
+        self.n_active = self.active_index.size if self.orbit is None else int(self.orbit.max()) + 1
         self._passive_values = np.where(self.solid, 1.0, self.x_min)[~self.active]
         logger.debug("DesignMap: %d active, %d solid, %d void elements",
                      self.n_active, self.solid.sum(), self.void.sum())
@@ -114,19 +124,23 @@ class DesignMap:
         """Element densities (n_elem,) from the active design variables ``z`` (n_active,)."""
         z = _as_vector(z, self.n_active, "design vector")
         x = np.empty(self.n_elem)
-        x[self.active] = z
+        x[self.active] = z if self.orbit is None else z[self.orbit]
         x[~self.active] = self._passive_values
         return x
 
     def jvp(self, z: np.ndarray | None, dz: np.ndarray) -> np.ndarray:
         """``P dz``: ``dz`` (n_active,) at the active elements, 0 at passive ones, shape (n_elem,)."""
         dx = np.zeros(self.n_elem)
-        dx[self.active_index] = _as_vector(dz, self.n_active, "design direction")
+        dz = _as_vector(dz, self.n_active, "design direction")
+        dx[self.active_index] = dz if self.orbit is None else dz[self.orbit]
         return dx
 
     def vjp(self, z: np.ndarray | None, dx: np.ndarray) -> np.ndarray:
         """``Pᵀ dx``: the active entries of ``dx`` (n_elem,), shape (n_active,)."""
-        return _as_vector(dx, self.n_elem, "element cotangent")[self.active_index]
+        active = _as_vector(dx, self.n_elem, "element cotangent")[self.active_index]
+        if self.orbit is None:
+            return active
+        return np.bincount(self.orbit, weights=active, minlength=self.n_active)
 
     def reapply(self, x: np.ndarray) -> np.ndarray:
         """A copy of ``x`` (n_elem,) with the passive values written back (after filter/projection)."""
@@ -143,7 +157,71 @@ class DesignMap:
     def initial(self, value: float | np.ndarray) -> np.ndarray:
         """The active part of a starting density (a number or an (n_elem,) array), shape (n_active,)."""
         v = np.asarray(value, dtype=float)
-        return np.full(self.n_active, float(v)) if v.ndim == 0 else _as_vector(v, self.n_elem, "initial")[self.active]
+        if v.ndim == 0:
+            return np.full(self.n_active, float(v))
+        active = _as_vector(v, self.n_elem, "initial")[self.active]
+        if self.orbit is None:
+            return active
+        # the mean over each mirror orbit: a symmetric start stays as it is
+        return np.bincount(self.orbit, weights=active) / np.bincount(self.orbit)
+
+
+def mirror_orbits(centroids: np.ndarray, active: np.ndarray, planes: Sequence[tuple[str, float]]) -> np.ndarray:
+    """Design-variable index of each active element when mirror images share one variable.
+
+    Parameters
+    ----------
+    centroids : ndarray (dim, n_elem)
+        Element centroids.
+    active : ndarray of bool (n_elem,)
+        Active (design) elements.
+    planes : sequence of (axis, coordinate)
+        Mirror planes, axis ``"x"``, ``"y"`` or ``"z"`` and the plane's coordinate.
+
+    Returns
+    -------
+    ndarray of int (n_active_elements,)
+        Orbit number, 0 … n_orbits − 1, of each active element (in element order).
+
+    Raises
+    ------
+    InputError
+        An element has no mirror image in the mesh, or its image is passive while it is active.
+    """
+    from scipy.spatial import cKDTree
+
+    dim, n_elem = centroids.shape
+    extent = np.ptp(centroids, axis=1).max()
+    tol = 1e-6 * max(extent, 1e-300)
+    tree = cKDTree(centroids.T)
+    parent = np.arange(n_elem)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for axis_name, at in planes:
+        axis = "xyz".index(axis_name) if axis_name in ("x", "y", "z") else -1
+        if not 0 <= axis < dim or not np.isfinite(at):
+            raise InputError(f"design symmetry plane ({axis_name!r}, {at!r}); allowed: ('x'|'y'"
+                             f"{'|' + repr('z') if dim == 3 else ''}, a finite coordinate)")
+        image = centroids.copy()
+        image[axis] = 2.0 * at - centroids[axis]
+        distance, partner = tree.query(image.T)
+        bad = np.flatnonzero((distance > tol) | (active != active[partner]))
+        if bad.size:
+            e = int(bad[0])
+            raise InputError(f"design symmetry {axis_name} = {at}: element {e} at {centroids[:, e].round(6).tolist()} "
+                             "has no active mirror image; allowed: a mesh and passive regions symmetric about the plane")
+        for e, f in zip(range(n_elem), partner):
+            a, b = root(e), root(int(f))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    roots = np.array([root(e) for e in np.flatnonzero(active)])
+    _, orbit = np.unique(roots, return_inverse=True)
+    return orbit
 
 
 #: Alias: the design map is where passive regions live.

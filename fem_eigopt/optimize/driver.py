@@ -11,10 +11,14 @@ them:
   separately at the same x; the evaluation is cached on ``x.tobytes()`` and serves both;
 * **a history** of every evaluation (f, max g, g, ‖Δx‖∞, time, the evaluation's ``info``) and the
   **best point** seen (lowest f among feasible points, else the least infeasible one);
-* **requested restarts** — the caller's ``callback`` may ask for a ``"restart"`` (e.g. at a
-  change of the projection sharpness β: NLopt keeps its asymptotes and σ for the whole run,
-  which are wrong for the changed problem); a new *run* then starts from the best point with
-  fresh asymptotes, its first steps capped by ``restart_step``;
+* **continuation stages** — the caller's ``callback`` may ask for a ``"restart"`` when it has
+  changed the problem (e.g. the projection sharpness β). NLopt's CCSA cannot continue on a
+  changed function (its inner iterations compare the new values with approximations built on
+  the old ones), so a new NLopt *run* starts from the best point with fresh asymptotes, its
+  first steps capped by ``restart_step``. Our MMA simply carries on from its last iterate with
+  its asymptotes and move limit: one evaluation per iteration, no jump after the change (see
+  "Why continuation without restarts" below). Either way the best point is reset: points of
+  different stages solve different problems;
 * **graceful stops** — Ctrl-C (KeyboardInterrupt) and SIGTERM end the run with status
   ``"INTERRUPTED"`` and the best design so far; ``should_stop(history)`` lets the caller stop;
   the design change ‖Δx‖∞ staying below ``stagnation_tol`` for ``stagnation_evals``
@@ -67,7 +71,16 @@ of those tried that reached the optima of all four analytic test problems of
 on the 40-segment Svanberg cantilever a step of 0.1·range takes the thin tip segments onto the
 1/x³ wall that the nearly linear approximation does not see.
 
-``restart_step`` caps the first steps of the runs that follow a requested restart (the initial
+Why continuation without restarts
+---------------------------------
+A restart after a β change starts MMA afresh from the best point: its first steps may move every
+density by the full move limit on asymptotes that know nothing of the design's history. On the
+Du & Olhoff beams each restart threw ω1 back by 20–35 % and the run spent its next 50–100
+evaluations recovering, along a path that rounding decides; carrying MMA on through the change
+(and keeping the bound variable's step small, see ``move_limits``) climbs steadily and reaches
+the same optimum under every linear-algebra code path measured (``docs/du-olhoff.md``).
+
+``restart_step`` caps the first steps of the NLopt runs that follow a requested restart (the initial
 asymptote distance σ for NLopt, the same for our MMA): a fresh MMA run first moves every variable
 by up to 0.9 σ, and after a β change a jump of half the density range can throw a converged
 design away.
@@ -88,7 +101,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
@@ -214,10 +227,16 @@ class OptimizerSettings:
 
     Parameters
     ----------
-    algorithm : {"LD_MMA", "LD_CCSAQ", "MMA"}
-        NLopt algorithm: MMA (Svanberg 1987, in its globally convergent CCSA form of Svanberg
-        2002) or CCSA with quadratic approximations; or ``"MMA"``: our own classic MMA
-        (:mod:`fem_eigopt.optimize.mma`, Svanberg 2007), one evaluation per iteration, with a move limit.
+    algorithm : {None, "MMA", "LD_MMA", "LD_CCSAQ"}
+        ``None`` (default): ``"MMA"`` for :func:`minimize` and density designs; ``"LD_MMA"`` for
+        shape designs (:func:`fem_eigopt.optimize.run.optimize` decides), whose few parameters
+        make NLopt's inner iterations cheap and whose tunings within a cent rely on its globally
+        convergent form. ``"MMA"``: our own classic MMA (:mod:`fem_eigopt.optimize.mma`, Svanberg 2007),
+        one evaluation per iteration, with a move limit, carried on through continuation stages;
+        or NLopt's MMA (Svanberg 1987, in its globally convergent CCSA form of Svanberg 2002) or
+        CCSA with quadratic approximations. The default is the path that reached the Du & Olhoff
+        optima under every linear-algebra code path measured and the fastest per iteration
+        (``docs/du-olhoff.md``, ``docs/performance.md``).
     max_eval : int
         Maximum number of evaluations over all runs.
     xtol_rel : float
@@ -253,7 +272,7 @@ class OptimizerSettings:
         ``algorithm="MMA"``.
     """
 
-    algorithm: str = "LD_MMA"
+    algorithm: Optional[str] = None
     max_eval: int = 300
     xtol_rel: float = 0.0
     ftol_rel: float = 0.0
@@ -265,8 +284,8 @@ class OptimizerSettings:
     nlopt_params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise InputError(f"algorithm = {self.algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
+        if self.algorithm is not None and self.algorithm not in ALGORITHMS:
+            raise InputError(f"algorithm = {self.algorithm!r}; allowed: None, {', '.join(ALGORITHMS)}")
         _check_int("max_eval", self.max_eval, 1)
         _check_int("stagnation_evals", self.stagnation_evals, 1)
         for name in ("xtol_rel", "ftol_rel", "constraint_tol", "stagnation_tol"):
@@ -274,7 +293,7 @@ class OptimizerSettings:
         if self.restart_step is not None:
             _check_float("restart_step", self.restart_step, allow_zero=False)
         if self.move_limit is not None:
-            if self.algorithm != "MMA":
+            if self.algorithm not in (None, "MMA"):
                 raise InputError(
                     f"move_limit = {self.move_limit!r} with algorithm = {self.algorithm!r}; allowed: None "
                     "(NLopt's MMA/CCSA have no move limit; move_limit is the step limit of algorithm = 'MMA', "
@@ -288,8 +307,8 @@ class OptimizerSettings:
                 isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
                 for k, v in self.nlopt_params.items()):
             raise InputError(f"nlopt_params = {self.nlopt_params!r}; allowed: a dict of name -> number")
-        if self.nlopt_params and self.algorithm == "MMA":
-            raise InputError(f"nlopt_params = {self.nlopt_params!r} with algorithm = 'MMA'; allowed: {{}} "
+        if self.nlopt_params and self.algorithm in (None, "MMA"):
+            raise InputError(f"nlopt_params = {self.nlopt_params!r} with algorithm = {self.algorithm!r}; allowed: {{}} "
                              "(NLopt parameters apply to 'LD_MMA' and 'LD_CCSAQ' only)")
 
 
@@ -386,7 +405,8 @@ class DriverState:
         Our MMA: the evaluations kept for reuse (the current point and the run's best).
     mma : dict or None
         Our MMA: :meth:`fem_eigopt.optimize.mma.MMA.state` plus the current iterate ``x``, its
-        evaluation ``ev`` and ``repeats`` (returns to evaluated points in a row); None for NLopt.
+        evaluation ``ev`` and ``repeats`` (returns to evaluated points in a row; ``x`` and ``ev``
+        None between two continuation stages, whose first point is evaluated next); None for NLopt.
     between_runs : bool
         The state is taken after a requested restart, before run ``run_index`` evaluated its
         start point ``centre`` (a resume starts that run, for NLopt too).
@@ -437,6 +457,7 @@ def minimize(
     initial_steps: Optional[Callable[[np.ndarray, Optional[float]], Optional[np.ndarray]]] = None,
     checkpoint: Optional[Callable[[DriverState], None]] = None,
     resume: Optional[DriverState] = None,
+    move_limits: Optional[Callable[[float], np.ndarray]] = None,
 ) -> OptimizeResult:
     """Minimise f(x) subject to g(x) ≤ 0 and ``lower ≤ x ≤ upper`` with NLopt MMA/CCSAQ or our MMA.
 
@@ -480,6 +501,10 @@ def minimize(
     resume : DriverState, optional
         Continue the run of this state (``x0`` is then only checked, not used): our MMA exactly
         where it was, NLopt with a new run from the state's best point.
+    move_limits : callable, optional
+        ``move_limits(move) -> ndarray (n,)``: for ``"MMA"``, each variable's move limit as a
+        fraction of its range, given the settings' scalar ``move_limit``; None: ``move_limit``
+        for all. Lets a bound variable of range [0, 50] move by a step relative to its value.
 
     Returns
     -------
@@ -497,6 +522,8 @@ def minimize(
     settings = OptimizerSettings() if settings is None else settings
     if not isinstance(settings, OptimizerSettings):
         raise InputError(f"settings = {type(settings).__name__}; allowed: OptimizerSettings")
+    if settings.algorithm is None:
+        settings = replace(settings, algorithm="MMA")
     if settings.algorithm == "MMA":
         nlopt = None
     else:
@@ -526,6 +553,7 @@ def minimize(
     driver.on_restart = on_restart
     driver.initial_steps = initial_steps
     driver.checkpoint = checkpoint
+    driver.move_limits = move_limits
     previous_handler = _install_sigterm()
     try:
         driver.run(nlopt, x0, lower, upper, resume)
@@ -594,6 +622,8 @@ class _Driver:
         self.final: Optional[tuple[np.ndarray, Evaluation]] = None
         self.nit = 0  # MMA iterations (our MMA only)
         self.checkpoint: Optional[Callable[[DriverState], None]] = None
+        self.move_limits: Optional[Callable[[float], np.ndarray]] = None
+        self.mma = None  # our MMA, kept across continuation stages
 
     # -- evaluation, cached -------------------------------------------------------------------
 
@@ -753,6 +783,11 @@ class _Driver:
 
                 if self.stop is not None:
                     reason = self.stop.reason
+                    if reason == "RESTART" and self.mma is not None:
+                        centre = self._next_stage()
+                        self.centre = centre
+                        self._emit(between_runs=True)
+                        continue
                     if reason == "RESTART":
                         centre = self._restart_point()
                         if self.on_restart is not None:
@@ -776,6 +811,16 @@ class _Driver:
         except KeyboardInterrupt as exc:  # between runs, or in MMA's own code
             self.stop = _interrupted(exc)
             self._finish("INTERRUPTED", self.stop.message)
+
+    def _next_stage(self) -> np.ndarray:
+        """Our MMA after a requested restart: the next stage starts at the last iterate, with the
+        asymptotes and iterates kept; only the best point and the cache (the problem changed)
+        start afresh."""
+        logger.info("continuation stage %d from evaluation %d on", self.run_index + 2, len(self.history) + 1)
+        self.cache.clear()
+        self.reset_best = True
+        self.run_index += 1
+        return self.prev_x.copy()
 
     def _nlopt_run(self, nlopt, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> _Outcome:
         """One NLopt run from ``centre``."""
@@ -801,22 +846,27 @@ class _Driver:
     def _mma_run(self, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                  carry: Optional[dict] = None) -> _Outcome:
         """One run of our MMA (:class:`fem_eigopt.optimize.mma.MMA`) from ``centre``, fresh asymptotes
-        (or, with ``carry``, a :attr:`DriverState.mma`, continued where it was).
+        (or, with ``carry``, a :attr:`DriverState.mma`, continued where it was). After a requested
+        restart the driver's MMA carries on from ``centre`` (see :meth:`_next_stage`).
 
         One evaluation per iteration, through the cached :meth:`get`. Ends with ``self.stop``
         set, with a convergence status (XTOL_REACHED, FTOL_REACHED, STAGNATION), or FAILURE on a
         non-finite evaluation.
         """
         self.stop = None
-        mma = self._new_mma(centre, lower, upper)
         if carry is not None:
-            mma.set_state(carry)
-            return self._mma_iterate(mma, carry["x"], carry["ev"], int(carry["repeats"]))
+            self.mma = self._new_mma(centre, lower, upper)
+            self.mma.set_state(carry)
+            if carry.get("ev") is not None:
+                return self._mma_iterate(self.mma, carry["x"], carry["ev"], int(carry["repeats"]))
+        elif self.mma is None:
+            self.mma = self._new_mma(centre, lower, upper)
+        # a new run, or a new continuation stage of the same MMA: evaluate its first point
         x = centre.copy()
         ev = self._attempt(x)
         if ev is None:
             return None
-        return self._mma_iterate(mma, x, ev, 0)
+        return self._mma_iterate(self.mma, x, ev, 0)
 
     def _new_mma(self, centre: np.ndarray, lower: np.ndarray, upper: np.ndarray):
         """A fresh :class:`~fem_eigopt.optimize.mma.MMA` for a run from ``centre``."""
@@ -829,7 +879,8 @@ class _Driver:
                 j = int(np.argmax(~(np.isfinite(steps) & (steps > 0))))
                 raise InputError(f"initial step [{j}] = {steps[j]}; allowed: a finite number > 0")
         move = MMA_MOVE_DEFAULT if self.s.move_limit is None else self.s.move_limit
-        return MMA(self.n, self.m, lower, upper, move=move, initial_asymptote=steps)
+        moves = move if self.move_limits is None else np.asarray(self.move_limits(move), dtype=float)
+        return MMA(self.n, self.m, lower, upper, move=moves, initial_asymptote=steps)
 
     def _mma_iterate(self, mma, x: np.ndarray, ev: Evaluation, repeats: int) -> _Outcome:
         """The iterations of :meth:`_mma_run` from the iterate ``x`` with its evaluation ``ev``;
@@ -872,6 +923,8 @@ class _Driver:
         carry = None
         if mma is not None:
             carry = dict(mma.state(), x=x.copy(), ev=ev, repeats=int(repeats))
+        elif between_runs and self.mma is not None:  # a new stage of our MMA: its state goes on
+            carry = dict(self.mma.state(), x=None, ev=None, repeats=0)
         self.checkpoint(DriverState(
             algorithm=self.s.algorithm, n=self.n, m=self.m, history=self.history, n_history=len(self.history),
             best=self.best, run_best=self.run_best, centre=None if self.centre is None else self.centre.copy(),
@@ -905,7 +958,7 @@ class _Driver:
         self.reset_best = state.reset_best
         if state.between_runs:
             self.run_best = None
-            return state.centre.copy(), None
+            return state.centre.copy(), state.mma  # our MMA's state carries into the new stage
         if self.s.algorithm == "MMA" and state.mma is not None:
             self.cache = dict(state.cache)
             return state.centre, state.mma
@@ -980,7 +1033,7 @@ class _Driver:
             raise RuntimeError(f"optimizer stopped before the first evaluation: {self.message}")
         bx, bev = self.best
         fx, fev = self.final
-        feasible = self.m == 0 or float(bev.g.max()) <= self.s.constraint_tol
+        feasible = self.m == 0 or _merit(bev)[1] <= self.s.constraint_tol
         return OptimizeResult(
             x=fx.copy(), fun=fev.f, constraints=fev.g.copy(),
             success=self.status in _CONVERGED and feasible,
@@ -998,16 +1051,28 @@ class _Driver:
 # helpers
 
 
+def _merit(ev: Evaluation) -> tuple[float, float]:
+    """(f, max g) by which points are compared: the evaluation's ``info["merit"]`` when it gives
+    one (e.g. a bound formulation's objective with the bound variable at its best feasible value,
+    so that a point is not judged by an auxiliary variable that lags behind the eigenvalues), else
+    its own f and max g."""
+    merit = ev.info.get("merit")
+    if merit is not None:
+        return float(merit[0]), float(merit[1])
+    return ev.f, float(ev.g.max()) if ev.g.size else -math.inf
+
+
 def _better(a: Evaluation, b: Evaluation, tol: float) -> bool:
-    """Whether a beats b: feasible before infeasible, then lower f; among infeasible, lower max g."""
-    ga = float(a.g.max()) if a.g.size else -math.inf
-    gb = float(b.g.max()) if b.g.size else -math.inf
-    fa, fb = ga <= tol, gb <= tol
-    if fa != fb:
-        return fa
-    if fa:
-        return a.f < b.f
-    return ga < gb or (ga == gb and a.f < b.f)
+    """Whether a beats b by :func:`_merit`: feasible before infeasible, then lower f; among
+    infeasible, lower max g."""
+    f_a, g_a = _merit(a)
+    f_b, g_b = _merit(b)
+    feasible_a, feasible_b = g_a <= tol, g_b <= tol
+    if feasible_a != feasible_b:
+        return feasible_a
+    if feasible_a:
+        return f_a < f_b
+    return g_a < g_b or (g_a == g_b and f_a < f_b)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> _Stop:

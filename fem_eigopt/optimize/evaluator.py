@@ -135,7 +135,8 @@ class DesignEvaluator:
                 where = "objective" if i == 0 else f"constraints[{i - 1}]"
                 raise fail(problem.label, f"{where} is {r!r}; allowed: a fem_eigopt objective/constraint object")
 
-        design_map = DesignMap(mesh, design.passive_solid, design.passive_void, design.x_min)
+        design_map = DesignMap(mesh, design.passive_solid, design.passive_void, design.x_min,
+                               symmetry=tuple(design.symmetry))
         self.filter_radius = design.filter_radius or 1.5 * mean_element_size(mesh)
         if design.filter == "density":
             filt = DensityFilter(mesh, self.filter_radius)
@@ -271,6 +272,21 @@ class DesignEvaluator:
         steps[: self.n_design] = 0.5 * (1.0 - self.design.x_min) if density_step is None else density_step
         steps[self.n_design:] = np.maximum(0.05 * np.abs(x[self.n_design:]), 0.01)
         return steps
+
+    def move_limits(self, move: float) -> np.ndarray:
+        """Our MMA's move limit per variable (fractions of the ranges), shape (n_design + n_bounds,).
+
+        Densities: ``move``. Bound variables (λ/λ_ref, range [0, 50]): ``move`` in their own
+        units, i.e. ``move/50`` of the range. With ``move`` of the range a bound variable could
+        jump by 2.5 λ_ref per iteration, far past the eigenvalues it bounds; on the Du & Olhoff
+        beams that overshoot made MMA's artificial variables take over and the design collapse
+        (docs/du-olhoff.md).
+        """
+        limits = np.full(self.n_design + self.n_bounds, float(move))
+        if self.n_bounds:
+            ranges = np.array([hi - lo for r in [self.objective] + self.constraints for lo, hi in r.bound_limits()])
+            limits[self.n_design:] = np.minimum(1.0, move / ranges)
+        return limits
 
     def set_beta(self, beta: float) -> None:
         """Change the projection sharpness β (continuation); clears the cache."""
@@ -429,6 +445,9 @@ class DesignEvaluator:
         }
         if "tracked_modes" in state.info:
             info["tracked_modes"] = state.info.pop("tracked_modes")
+        merit = bound_merit(f, full[0, self.n_design:], g, full[1:, self.n_design:])
+        if merit is not None:
+            info["merit"] = merit
         ev = Evaluation(f=f, grad=full[0], g=g, jac=full[1:], info=info)
         self._cache_key, self._cache = key, ev
         self._previous_rho = solved["rho"].copy()
@@ -473,3 +492,47 @@ class DesignEvaluator:
                 d_rho[:, r] += p.d_densities
         pull = solved["pull"]
         return np.stack([pull(d_rho[:, r]) for r in range(R)]) if R else np.zeros((0, self.n_design))
+
+
+def bound_merit(f: float, df_db: np.ndarray, g: np.ndarray, dg_db: np.ndarray) -> tuple[float, float] | None:
+    """Objective and largest constraint with each bound variable moved to its best feasible value.
+
+    In a bound formulation (max b s.t. b ≤ λ_j/λ_ref, Du & Olhoff 2007) the bound variable b lags
+    behind the eigenvalues during a run: a point with a good design but b slightly too high is
+    infeasible by the letter, and f = −b says more about b's history than about the design. The
+    responses are linear in b, so moving b_k to the value that makes its tightest constraint
+    active gives the design's own objective exactly: δ_k = −max_r g_r/c_rk over the rows r with
+    c_rk = ∂g_r/∂b_k > 0, f ← f + (∂f/∂b_k) δ_k, g_r ← g_r + c_rk δ_k.
+
+    Parameters
+    ----------
+    f : float
+        Objective.
+    df_db : ndarray (n_bounds,)
+        ∂f/∂b.
+    g : ndarray (m,)
+        Constraints.
+    dg_db : ndarray (m, n_bounds)
+        ∂g/∂b.
+
+    Returns
+    -------
+    (float, float) or None
+        The objective and max constraint at the moved bounds; None without bound variables, or
+        when a bound variable is not of the "b below its constraints, objective decreasing in b"
+        kind (or shares a row with another), which this rule does not cover.
+    """
+    if df_db.size == 0:
+        return None
+    g = g.astype(float).copy()
+    shared = np.count_nonzero(dg_db, axis=1) > 1
+    for k in range(df_db.size):
+        rows = np.flatnonzero(dg_db[:, k])
+        c = dg_db[rows, k]
+        if rows.size == 0 or np.any(c <= 0) or np.any(shared[rows]) or not df_db[k] < 0:
+            return None
+        delta = -float(np.max(g[rows] / c))
+        f += float(df_db[k]) * delta
+        g[rows] += c * delta
+    return float(f), float(g.max()) if g.size else -np.inf
+

@@ -587,9 +587,11 @@ class MMA:
         Number of variables and of constraints ``f_i(x) ≤ 0`` (m may be 0).
     lower, upper : float or ndarray (n,)
         Finite bounds x_min ≤ x_max. Variables with x_min = x_max stay fixed.
-    move : float
+    move : float or ndarray (n,)
         Move limit: no variable moves by more than ``move·(x_max − x_min)`` per iteration
-        (Svanberg's note uses 0.5; top-opt codes commonly 0.1–0.2).
+        (Svanberg's note uses 0.5; top-opt codes commonly 0.1–0.2); an array gives each variable
+        its own fraction (e.g. an auxiliary bound variable whose range is much wider than its
+        sensible step).
     c : float or ndarray (m,)
         Cost c_i of the artificial variables y_i (1000): large enough that y = 0 at the solution
         of feasible problems; raise it when the objective is large (say f₀ ≫ 100) or the
@@ -645,9 +647,10 @@ class MMA:
             raise ValueError("MMA needs finite bounds")
         if np.any(self.lower > self.upper):
             raise ValueError("MMA needs lower <= upper")
-        if not (move > 0 and math.isfinite(move)):
-            raise ValueError(f"move = {move!r}; allowed: a finite number > 0")
-        self.move = float(move)
+        move_array = np.broadcast_to(np.asarray(move, dtype=float), (n,))
+        if not np.all((move_array > 0) & np.isfinite(move_array)):
+            raise ValueError(f"move = {move!r}; allowed: finite numbers > 0")
+        self.move = move_array.copy()
         self.c = np.broadcast_to(np.asarray(c, dtype=float), (m,)).copy()
         self.d = np.broadcast_to(np.asarray(d, dtype=float), (m,)).copy()
         self.a = np.broadcast_to(np.asarray(a, dtype=float), (m,)).copy()
@@ -767,8 +770,8 @@ class MMA:
             gamma = np.where(trend > 0, self.asyincr, np.where(trend < 0, self.asydecr, 1.0))
             low = np.clip(xf - gamma * (old1 - self.low[j]), xf - self.asymax * rng, xf - self.asymin * rng)
             upp = np.clip(xf + gamma * (self.upp[j] - old1), xf + self.asymin * rng, xf + self.asymax * rng)
-        alpha = np.maximum.reduce([self.lower[j], low + self.albefa * (xf - low), xf - self.move * rng])
-        beta = np.minimum.reduce([self.upper[j], upp - self.albefa * (upp - xf), xf + self.move * rng])
+        alpha = np.maximum.reduce([self.lower[j], low + self.albefa * (xf - low), xf - self.move[j] * rng])
+        beta = np.minimum.reduce([self.upper[j], upp - self.albefa * (upp - xf), xf + self.move[j] * rng])
 
         ux, xl = upp - xf, xf - low
         ux2, xl2 = ux**2, xl**2

@@ -202,6 +202,60 @@ def checkpoint_every(max_eval: int) -> int:
     return snapshot_every(max_eval)
 
 
+def grey_fraction(densities: np.ndarray, volumes: np.ndarray, low: float = 0.1, high: float = 0.9) -> float:
+    """Volume fraction of the elements whose physical density lies strictly between ``low`` and ``high``.
+
+    Parameters
+    ----------
+    densities : ndarray (n_elem,)
+        Physical (filtered and projected) densities.
+    volumes : ndarray (n_elem,)
+        Element volumes (areas in 2D).
+
+    Returns
+    -------
+    float
+        0 for a black-and-white design; a crisp design has at most a few per cent (the
+        elements along the solid–void interface).
+    """
+    grey = (densities > low) & (densities < high)
+    return float(np.sum(volumes[grey]) / np.sum(volumes))
+
+
+def time_to_final(history: Sequence, fraction: float = 0.95) -> dict[str, Any]:
+    """Evaluations and seconds until the objective first came within ``1 − fraction`` of its final value.
+
+    The objective is the optimiser's (minimised) one, judged as the driver judges points (a bound
+    formulation by its eigenvalues, not by its lagging bound variable); "95 % of the final
+    objective" for a maximised frequency ω1 means λ1/λ_ref within 5 % of the final one.
+
+    Parameters
+    ----------
+    history : sequence of Record
+    fraction : float
+
+    Returns
+    -------
+    dict
+        ``evaluations_to_95`` and ``time_to_95_s`` (keys named for the default fraction), None
+        without history.
+    """
+    values = [_record_merit(r)[0] for r in history]
+    if not values:
+        return {"evaluations_to_95": None, "time_to_95_s": None}
+    final = values[-1]
+    target = final + (1.0 - fraction) * abs(final)
+    first = next(i for i, v in enumerate(values) if v <= target)
+    return {"evaluations_to_95": int(history[first].eval), "time_to_95_s": float(history[first].time)}
+
+
+def _record_merit(record: Record) -> tuple[float, float]:
+    """(f, max g) of ``record`` as the driver judges points (``info["merit"]`` when the evaluation
+    gives one: a bound formulation by its eigenvalues, not by its lagging bound variable)."""
+    merit = record.info.get("merit")
+    return (float(merit[0]), float(merit[1])) if merit is not None else (float(record.f), float(record.max_g))
+
+
 def _history_row(record, n_show: int, names: list[str]) -> dict[str, Any]:
     info = record.info
     row = {
@@ -434,6 +488,9 @@ class _Session:
         """A new run: a new run directory (unless ``out_dir`` is None), ``run.json`` and the first
         checkpoint (a resume from it starts afresh)."""
         evaluator = make_evaluator(problem, backend=backend)
+        if settings.algorithm is None:
+            # see OptimizerSettings.algorithm: our MMA for densities, NLopt's CCSA for shape parameters
+            settings = replace(settings, algorithm="LD_MMA" if isinstance(evaluator, ShapeEvaluator) else "MMA")
         run_dir = None
         if out_dir is not None:
             run_dir = new_run_directory(out_dir, problem.name or "problem", problem.parameters)
@@ -531,6 +588,7 @@ class _Session:
             return minimize(ev, self.x0, self.lower, self.upper, self.settings, n_constraints=self.initial.g.size,
                             callback=self.callback, should_stop=should_stop, on_restart=ev.restart_point,
                             initial_steps=ev.initial_steps, resume=self.resume_state,
+                            move_limits=ev.move_limits if isinstance(ev, DesignEvaluator) else None,
                             checkpoint=None if self.run_dir is None else self.on_state)
         except BaseException as exc:
             self.write_checkpoint("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "ERROR",
@@ -660,7 +718,7 @@ class _Session:
         if self.run_dir is not None and result.history and result.history[-1].info.get("beta", 0.0) == ev.beta:
             self.best.final(result, solved, ev.beta, self.stage)
             self._guarded("design_best.npz", self.best.flush)
-        summary = self.summary(result, final)
+        summary = self.summary(result, final, solved)
         history = self.history_rows(result.history)
         if self.run_dir is not None:
             self.write_outputs(result, summary, history, solved)
@@ -673,7 +731,7 @@ class _Session:
         return RunResult(summary=summary, result=result, densities=solved["rho"], run_dir=self.run_dir,
                          evaluator=ev, history=history)
 
-    def summary(self, result: OptimizeResult, final) -> dict:
+    def summary(self, result: OptimizeResult, final, solved: dict) -> dict:
         """The content of ``summary.json``."""
         ev, initial, p = self.evaluator, self.initial, self.problem
         summary = {
@@ -703,8 +761,11 @@ class _Session:
             "n_free_dofs": ev.model.n_free,
             "wall_time_s": self.elapsed(),
         }
+        summary.update(time_to_final(result.history))
         if isinstance(ev, ShapeEvaluator):
             summary.update(shape_summary(ev, final, initial))
+        else:
+            summary["grey_fraction"] = grey_fraction(solved["rho"], ev.chain.volumes)
         return summary
 
     def write_outputs(self, result: OptimizeResult, summary: dict, history: list, solved: dict) -> None:
@@ -796,9 +857,10 @@ class _StageBest:
 
     def offer(self, record: Record, analysis: dict, beta: float, stage: int) -> None:
         """Keep ``record``'s design (analysed in ``analysis``) if feasible and the stage's best."""
-        if not (record.max_g <= self.tol and record.f < self.f):
+        f, max_g = _record_merit(record)
+        if not (max_g <= self.tol and f < self.f):
             return
-        self.f = record.f
+        self.f = f
         self.pending = {"design": np.array(analysis["z"]), "densities": np.array(analysis["rho"]),
                         "eigenvalues": np.array(analysis["modes"].eigenvalues), "beta": np.float64(beta),
                         "evaluation": np.int64(record.eval), "stage": np.int64(stage),

@@ -256,13 +256,20 @@ class DensityDesign:
         Threshold η of the projection, 0 < η < 1 (0.5: the projection keeps the volume of a
         uniform design; other values erode or dilate, as in robust formulations).
     beta_max, beta_factor, beta_every : float, float, int
-        β continuation: β ← β · factor every ``beta_every`` evaluations up to ``beta_max``; the
-        optimiser restarts at each change (``OptimizerSettings.restart_step`` caps its first
-        steps). ``beta_max <= projection_beta`` (the default 0) keeps β fixed.
+        β continuation: β ← β · factor every ``beta_every`` evaluations up to ``beta_max``; our
+        MMA carries on through each change, NLopt restarts (``OptimizerSettings.restart_step``
+        caps its first steps). ``beta_max <= projection_beta`` (the default 0) keeps β fixed.
+        The default 100 evaluations per level is what the Du & Olhoff beams measured best with
+        (docs/du-olhoff.md).
     passive_solid, passive_void : predicate or None
         Elements whose centroid satisfies the predicate (x of shape (dim, n_elem) → bool) are fixed
         at 1 (solid: a mounting point) or x_min (void: a hole or a cable route) and are not
         design variables.
+    symmetry : sequence of (axis, coordinate)
+        Mirror planes the design keeps, e.g. ``(("x", 4.0), ("y", 0.5))``: mirror-image elements
+        share one design variable, so a symmetric problem gets a symmetric design on every
+        machine (rounding cannot break the symmetry) with half or a quarter of the variables.
+        The mesh and the passive regions must be symmetric about the planes.
     """
 
     initial: Any = 0.5
@@ -275,11 +282,17 @@ class DensityDesign:
     projection_eta: float = 0.5
     beta_max: float = 0.0
     beta_factor: float = 2.0
-    beta_every: int = 50
+    beta_every: int = 100
     passive_solid: Any = None
     passive_void: Any = None
+    symmetry: Sequence[tuple[str, float]] = ()
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.symmetry, (tuple, list)) and all(
+                isinstance(p, (tuple, list)) and len(p) == 2 and p[0] in ("x", "y", "z") and _is_number(p[1])
+                for p in self.symmetry)):
+            raise InputError(f"design.symmetry = {self.symmetry!r}; allowed: a sequence of (axis, coordinate) "
+                             "pairs, axis 'x', 'y' or 'z', e.g. (('x', 4.0),)")
         if self.filter not in ("density", "helmholtz", "none"):
             raise InputError(f"design.filter = {self.filter!r}; allowed: 'density', 'helmholtz', 'none'")
         if self.filter_radius is not None and not (_is_number(self.filter_radius) and self.filter_radius > 0):
