@@ -453,7 +453,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_check_grad(args: argparse.Namespace) -> int:
     """Taylor remainder test of every response at a randomly perturbed starting design."""
-    from fem_eigopt.optimize.evaluator import DesignEvaluator
+    from fem_eigopt.optimize.shape_evaluator import make_evaluator
+    from fem_eigopt.problem.definition import ShapeDesign
     from fem_eigopt.sensitivity.gradcheck import check_evaluator
 
     if args.directions < 1:
@@ -461,14 +462,18 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
     if not 0 < args.h0 < 1:
         raise InputError(f"--h0 {args.h0}: allowed: 0 < h0 < 1")
     problem = _load(args)
-    evaluator = DesignEvaluator(problem, backend=args.backend)
+    evaluator = make_evaluator(problem, backend=args.backend)
     x0, lower, upper = evaluator.start()
-    # A perturbed design exercises non-uniform densities; keep away from the bounds and from the
-    # kink of the two-range mass law at 0.1.
-    rng = np.random.default_rng(args.seed)
-    n = evaluator.n_design
-    x = x0.copy()
-    x[:n] = np.clip(x0[:n] + rng.uniform(-0.1, 0.1, n), max(0.15, problem.design.x_min + 0.05), 0.95)
+    if isinstance(problem.design, ShapeDesign):
+        # shape parameters moved by up to 5 % of their range, kept inside the bounds
+        x = evaluator.perturbed_start(x0, seed=args.seed)
+    else:
+        # A perturbed design exercises non-uniform densities; keep away from the bounds and from
+        # the kink of the two-range mass law at 0.1.
+        rng = np.random.default_rng(args.seed)
+        n = evaluator.n_design
+        x = x0.copy()
+        x[:n] = np.clip(x0[:n] + rng.uniform(-0.1, 0.1, n), max(0.15, problem.design.x_min + 0.05), 0.95)
     evaluator(x)
     names = [evaluator.objective.name] + evaluator.constraint_names
     checks = check_evaluator(evaluator, x, lower, upper, names, n_directions=args.directions, h0=args.h0,

@@ -248,3 +248,13 @@ def test_default_settings_are_the_dataclass_defaults():
     assert default_settings(gap) == OptimizerSettings(max_eval=7, move_limit=0.2)  # see gap.py
     with pytest.raises(InputError, match=r"optimizer = \{'max_eval': 5\}; allowed: None or a fem_eigopt"):
         default_settings(replace(beam, optimizer={"max_eval": 5}))
+
+
+@pytest.mark.parametrize("name", ["bar_tuning.py", "bar_tuning_3d.py", "beam_profile.py", "bracket_hole.py"])
+def test_check_grad_command_passes_on_every_shape_problem(name, capsys, monkeypatch):
+    """``check-grad`` builds the shape evaluator for a ShapeDesign and perturbs its parameters;
+    every response's Taylor rate is 2 ± 0.2 (exit 0), on each problem's coarse mesh."""
+    coarse = COARSE[name][0][0]
+    proc = run_main(capsys, monkeypatch, "check-grad", f"problems/{name}", "--set", *coarse, "--directions", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all rates 2 ± 0.2" in proc.stdout
