@@ -9,32 +9,24 @@ remainder tests (fitted rate 2 ± 0.2) with central differences for every gradie
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import itertools
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg as sl
 import skfem
+from test_shape_design import _module
 
 import fem_eigopt as fe
-from fem_eigopt.design.shape import check_mesh_coordinates, extend_boundary_motion
+from fem_eigopt.design.shape import check_mesh_coordinates
 from fem_eigopt.optimize.driver import minimize
-from fem_eigopt.optimize.shape_evaluator import ShapeEvaluator, make_evaluator, refined_analysis
+from fem_eigopt.optimize.shape_evaluator import (
+    ShapeEvaluator,
+    make_evaluator,
+    refined_analysis,
+)
 from fem_eigopt.sensitivity.gradcheck import check_evaluator
-
-PROBLEMS = Path(__file__).resolve().parents[1] / "problems"
-
-
-@functools.lru_cache(maxsize=None)
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"_problem_{name}", PROBLEMS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _structured(kind: str) -> skfem.Mesh:
