@@ -381,6 +381,16 @@ def dual_subsolve(sp: Subproblem, rtol: float = 1e-12, max_iterations: int = 200
     SubproblemSolution or None
         None when the iteration did not converge (the caller falls back to the interior point).
     """
+    # A line-search trial far out along a Newton direction can overflow in the closed-form x(λ) and
+    # W(λ); its non-finite W fails the Armijo test and the step is halved, so the overflow is an
+    # expected intermediate, not an error, and must not reach the user's terminal as a warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _dual_subsolve(sp, rtol, max_iterations, lam0)
+
+
+def _dual_subsolve(sp: Subproblem, rtol: float, max_iterations: int,
+                   lam0: np.ndarray | None) -> SubproblemSolution | None:
+    """The body of :func:`dual_subsolve` (under its floating-point error state)."""
     m = sp.a.size
     abs_P, abs_Q = np.abs(sp.P), np.abs(sp.Q)
 

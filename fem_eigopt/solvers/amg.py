@@ -749,8 +749,10 @@ class AMGModalSolver:
         self.last_timings = {"setup": t_setup, "eigensolve": time.perf_counter() - t0 - t_setup}
 
         self.n_solves += 1
-        return modes_from_vectors(vecs, Kop, M, self.n_modes, self.shift, self.cluster_tol, stiffness_scale=scale,
-                                  warn=self.warn_incomplete_cluster)
+        modes = modes_from_vectors(vecs, Kop, M, self.n_modes, self.shift, self.cluster_tol, stiffness_scale=scale,
+                                   warn=self.warn_incomplete_cluster)
+        self.warn_incomplete_cluster &= not modes.cut_cluster  # once per solver, not per design
+        return modes
 
     def _iterate(self, Kop: BlockOperator, Mop: BlockOperator, A: sp.csr_matrix, X0: np.ndarray, tol: np.ndarray,
                  k: int, limit: int, stale: bool):

@@ -143,9 +143,11 @@ class LanczosSolver:
         # shift of a free body, K - σM is ill-conditioned (cond ~ 1e8) and the Ritz values of the
         # elastic modes carry errors ~1e-10 relative; the quotient's error is quadratic in the
         # eigenvector's, ~1e-15 here (checked against dense eigh in tests/test_theory.py).
-        return modes_from_vectors(vecs, K, M, self.n_modes, sigma, self.cluster_tol,
-                                  stiffness_scale=abs(sigma) / self.AUTO_SHIFT_FACTOR,
-                                  warn=self.warn_incomplete_cluster)
+        modes = modes_from_vectors(vecs, K, M, self.n_modes, sigma, self.cluster_tol,
+                                   stiffness_scale=abs(sigma) / self.AUTO_SHIFT_FACTOR,
+                                   warn=self.warn_incomplete_cluster)
+        self.warn_incomplete_cluster &= not modes.cut_cluster  # once per solver, not per design
+        return modes
 
 
 #: the public name of :class:`LanczosSolver` before the eigen-solver interface (``fe.ModalSolver``)

@@ -40,6 +40,8 @@ class Modes:
         The σ used.
     next_eigenvalue : float
         λ_{k+1}, computed to know whether the last cluster is complete.
+    cut_cluster : bool
+        The last mode's cluster continues beyond it (a warning was due).
     """
 
     eigenvalues: np.ndarray
@@ -47,6 +49,7 @@ class Modes:
     clusters: list[tuple[int, ...]] = field(default_factory=list)
     shift: float = 0.0
     next_eigenvalue: float = np.nan
+    cut_cluster: bool = False
 
     @property
     def omega(self) -> np.ndarray:
@@ -164,10 +167,12 @@ def modes_from_vectors(vectors: np.ndarray, K, M: sp.spmatrix, n_modes: int, shi
     m = n_modes
     next_val = float(vals[m]) if vals.size > m else np.nan
     kept = [c for c in (tuple(i for i in c if i < m) for c in clusters) if len(c) > 1]
-    if warn and any(m - 1 in c and m in c for c in clusters):
+    cut = any(m - 1 in c and m in c for c in clusters)
+    if warn and cut:
         logger.warning("the last requested mode %d is part of a cluster that continues beyond it "
-                       "(λ = %.6g, next %.6g): ask for more modes", m, vals[m - 1], vals[m])
-    return Modes(eigenvalues=vals[:m], vectors=vecs[:, :m], clusters=kept, shift=shift, next_eigenvalue=next_val)
+                       "(λ = %.6g, next %.6g): ask for more modes if a response uses it", m, vals[m - 1], vals[m])
+    return Modes(eigenvalues=vals[:m], vectors=vecs[:, :m], clusters=kept, shift=shift, next_eigenvalue=next_val,
+                 cut_cluster=cut)
 
 
 def step_tolerance(tol: float, design_change: float | None, tol_per_change: float, max_tol: float) -> float:

@@ -424,9 +424,11 @@ class SubspaceModalSolver:
         self.last_timings = {"factorization": t_fact, "eigensolve": time.perf_counter() - t0 - t_fact}
         self.n_solves += 1
 
-        return modes_from_vectors(X[:, :wanted], K, M, m, self.shift, self.cluster_tol,
-                                  stiffness_scale=abs(self.shift) / LanczosSolver.AUTO_SHIFT_FACTOR,
-                                  warn=self.warn_incomplete_cluster, products=products)
+        modes = modes_from_vectors(X[:, :wanted], K, M, m, self.shift, self.cluster_tol,
+                                   stiffness_scale=abs(self.shift) / LanczosSolver.AUTO_SHIFT_FACTOR,
+                                   warn=self.warn_incomplete_cluster, products=products)
+        self.warn_incomplete_cluster &= not modes.cut_cluster  # once per solver, not per design
+        return modes
 
     def _iterate(self, K: sp.csr_matrix, M: sp.csr_matrix, X0: np.ndarray,
                  fresh: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, float]:
