@@ -351,6 +351,7 @@ def test_unconstrained_interior_optimum_ends_at_the_asymptote_floor():
     assert 0.005 < res.history[-1].change < 0.01
 
 
+@pytest.mark.slow  # 25 s: the fast subset stays within its 3 min
 def test_large_separable_problem_has_the_closed_form_optimum():
     """n = 200 000, m = 2: min mean(w/x) s.t. mean(x) ≤ V (active) and mean(x²) ≤ 0.5
     (inactive): x*_j = V √w_j / mean(√w) (Lagrange), all within the bounds."""

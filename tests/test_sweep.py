@@ -243,7 +243,7 @@ def test_dead_worker_fails_only_its_case(engine, tmp_path, capsys):
     assert rows["raise"]["status"] == "failed" and "RuntimeError: boom" in rows["raise"]["message"]
 
 
-@pytest.mark.parametrize("engine", ["process", "dask"])
+@pytest.mark.parametrize("engine", ["process", pytest.param("dask", marks=pytest.mark.slow)])  # dask: 17 s
 def test_interrupt_then_resume_runs_only_the_missing_cases(engine, process_sweep, tmp_path):
     if engine == "dask":
         pytest.importorskip("distributed")
