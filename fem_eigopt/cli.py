@@ -269,6 +269,106 @@ def configure_console(verbose: int = 0, quiet: bool = False, stream: TextIO | No
     return handler
 
 
+class SweepDisplay(logging.Handler):
+    """The console of the ``sweep`` command: the runner's progress records
+    (:data:`fem_eigopt.sweeps.runner.SWEEP_PROGRESS`) as one rich progress line when stderr is a
+    terminal, the sweep's warnings and errors printed above it; plain log lines otherwise."""
+
+    def __init__(self, stream: TextIO, live: bool, threshold: int) -> None:
+        super().__init__(level=logging.NOTSET)
+        self.stream, self.live, self.threshold = stream, live, threshold
+        self.progress = None
+        self.task = None
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from fem_eigopt.sweeps.runner import SWEEP_PROGRESS
+
+        try:
+            data = getattr(record, SWEEP_PROGRESS, None)
+            if self.live and data is not None:
+                self._draw(data)
+            elif record.levelno >= (logging.WARNING if self.live else self.threshold):
+                text = self.format(record)
+                if self.progress is not None:
+                    self.progress.console.print(text, markup=False, highlight=False)
+                else:
+                    self.stream.write(text + "\n")
+                    self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def _draw(self, data: dict) -> None:
+        if data["event"] == "end":
+            self.close()
+            return
+        if self.progress is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("running {task.fields[running]}  failed {task.fields[failed]}"),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     console=Console(file=self.stream), transient=False)
+            self.task = self.progress.add_task(data["label"], total=data["total"], running=0, failed=0)
+            self.progress.start()
+        self.progress.update(self.task, completed=data["done"], running=data["running"], failed=data["failed"])
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        super().close()
+
+
+def _sweep_main(argv: list[str]) -> int:
+    """``python -m fem_eigopt sweep ARGS``: 0 all cases ok, 1 some failed, 2 bad input, 130 interrupted."""
+    from fem_eigopt.sweeps.command import build_parser, cmd_sweep
+
+    # like the run command: single-threaded OpenBLAS in this process before numpy loads
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    debug = "--debug" in argv
+    verbose = "-v" in argv or "--verbose" in argv
+    stream = sys.stderr
+    live = (bool(getattr(stream, "isatty", lambda: False)()) and "--no-progress" not in argv
+            and os.environ.get("TERM") != "dumb")
+    display = SweepDisplay(stream, live=live, threshold=logging.DEBUG if verbose else logging.INFO)
+    package = logging.getLogger("fem_eigopt")
+    previous = (package.level, package.propagate)
+    package.addHandler(display)
+    package.setLevel(logging.DEBUG if verbose else logging.INFO)
+    package.propagate = False
+    try:
+        result = cmd_sweep(build_parser().parse_args(argv))
+    except InputError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    finally:
+        package.removeHandler(display)
+        display.close()
+        package.setLevel(previous[0])
+        package.propagate = previous[1]
+    counts = result.counts
+    print(f"sweep: {result.sweep_dir}")
+    print("cases: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if result.interrupted:
+        sys.stderr.write(f"interrupted; complete it with: python -m fem_eigopt sweep --resume {result.sweep_dir}\n")
+        return 130
+    return 1 if counts.get("failed") else 0
+
+
 # ----------------------------------------------------------------------------------------------
 # commands
 
@@ -556,9 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sweep":  # its own parser, progress display and exit codes
-        from fem_eigopt.sweeps.command import main as sweep_main
-
-        return sweep_main(argv[1:])
+        return _sweep_main(argv[1:])
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "run")
     debug = "--debug" in argv

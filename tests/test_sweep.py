@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from fem_eigopt.cli import main as cli_main
 from fem_eigopt.errors import InputError
-from fem_eigopt.sweeps.command import add_sweep_parser, cmd_sweep, main
+from fem_eigopt.sweeps.command import add_sweep_parser, cmd_sweep
 from fem_eigopt.sweeps.runner import run_sweep
 from fem_eigopt.sweeps.spec import build_spec, draw_sample, expand_cases, load_sweep_file, parse_values
+
 
 REPO = Path(__file__).resolve().parents[1]
 BEAM = REPO / "problems" / "beam.py"
@@ -24,6 +26,11 @@ TINY = ["nx=24", "ny=4", "max_eval=8"]
 GRID = ["--grid", "volfrac=0.3,0.5", "--grid", "supports=SS,CC"]
 # columns that differ between two runs of the same case
 VOLATILE = {"run_dir", "wall_time_s"}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m fem_eigopt sweep ARGV`` in this process."""
+    return cli_main(["sweep", *argv])
 
 
 def _table(sweep_dir: Path) -> list[dict]:

@@ -1,17 +1,14 @@
 """The ``sweep`` command: ``python -m fem_eigopt sweep PROBLEM.py|SWEEP.toml [options]``.
 
-:func:`add_sweep_parser` adds the sub-command to the CLI's sub-parsers, :func:`cmd_sweep` runs
-it; :func:`main` is a stand-alone entry (``python -m fem_eigopt.sweeps.command ...``) with its own
-parser, the same error handling as the CLI (one line and exit code 2 for bad input, 130 after
-Ctrl-C).
+:func:`build_parser` is the command's parser, :func:`cmd_sweep` runs the sweep and returns its
+result; the CLI (:mod:`fem_eigopt.cli`) configures the output, draws the progress and prints
+the outcome (one line and exit code 2 for bad input, 130 after Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 from typing import Any, Sequence
 
 from fem_eigopt.errors import InputError
@@ -93,8 +90,12 @@ def _int_option(value: str | None, option: str, lo: int) -> int | None:
     return n
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run the ``sweep`` command; returns the exit code (0 all ok, 1 some case failed, 130 interrupted).
+def cmd_sweep(args: argparse.Namespace):
+    """Run the ``sweep`` command's sweep; the CLI prints its outcome (:func:`fem_eigopt.cli`).
+
+    Returns
+    -------
+    SweepResult
 
     Raises
     ------
@@ -136,13 +137,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         else:
             spec = build_spec(args.problem, **{k: v for k, v in kwargs.items() if v is not None})
         result = run_sweep(spec, max_eval=max_eval, progress=progress)
-    counts = result.counts
-    print(f"sweep: {result.sweep_dir}")
-    print("cases: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    if result.interrupted:
-        sys.stderr.write(f"interrupted; complete it with: python -m fem_eigopt sweep --resume {result.sweep_dir}\n")
-        return 130
-    return 1 if counts.get("failed") else 0
+    return result
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,34 +154,3 @@ def build_parser() -> argparse.ArgumentParser:
     return configure_sweep_parser(p)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m fem_eigopt.sweeps.command ARGS`` (the ARGS after ``sweep``).
-
-    Returns
-    -------
-    int
-        0 all cases ok, 1 some failed, 2 bad input, 130 interrupted.
-    """
-    # like the CLI: single-threaded OpenBLAS in this process before numpy loads
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    verbose = "-v" in argv or "--verbose" in argv
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        args = build_parser().parse_args(argv)
-        return cmd_sweep(args)
-    except InputError as exc:
-        if debug:
-            raise
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -201,57 +201,33 @@ def write_outputs(sweep_dir: Path, cases: list[Case], varying: list[str]) -> lis
 # progress
 
 
+#: attribute of the sweep's progress records: ``{"event": "update"|"end", "done", "total", "running",
+#: "failed", "label"}``; the CLI draws them as a progress bar, a library caller sees plain lines
+SWEEP_PROGRESS = "sweep_progress"
+
+
 class _Progress:
-    """One rich progress line on stderr: done/total, running, failed, elapsed, ETA."""
+    """The sweep's progress as log records (done/total, running, failed), one per change.
+
+    Library code draws nothing: the records go to the ``fem_eigopt.sweeps`` logger, at INFO when
+    ``enabled`` (a plain line each, or the CLI's progress bar), else at DEBUG.
+    """
 
     def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self._progress = None
-        self._task = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("running {task.fields[running]}  failed {task.fields[failed]}"),
-                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                  console=Console(stderr=True), transient=False)
-        self._task = self._progress.add_task(label, total=total, running=0, failed=0)
-        self._progress.start()
-        # while the display is live, the sweep's log lines reach the console through it (warnings
-        # and errors only: the per-case lines are in sweep.log)
-        console = self._progress.console
-
-        class _ConsoleHandler(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                try:
-                    console.print(self.format(record), markup=False, highlight=False)
-                except Exception:
-                    self.handleError(record)
-
-        self._handler = _ConsoleHandler(logging.WARNING)
-        self._logger = logging.getLogger("fem_eigopt.sweeps")
-        self._propagate = self._logger.propagate
-        self._logger.addHandler(self._handler)
-        self._logger.propagate = False
+        self.level = logging.INFO if enabled else logging.DEBUG
+        self.total, self.label = total, label
+        self.last: tuple[int, int, int] | None = None
 
     def update(self, done: int, running: int, failed: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done, running=running, failed=failed)
+        if (done, running, failed) == self.last:
+            return
+        self.last = (done, running, failed)
+        logger.log(self.level, "%s: %d/%d done, %d running, %d failed", self.label, done, self.total, running,
+                   failed, extra={SWEEP_PROGRESS: {"event": "update", "done": done, "total": self.total,
+                                                   "running": running, "failed": failed, "label": self.label}})
 
     def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._logger.removeHandler(self._handler)
-            self._logger.propagate = self._propagate
-            self._progress = None
+        logger.log(self.level, "%s: stopped", self.label, extra={SWEEP_PROGRESS: {"event": "end"}})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,7 +253,8 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     max_eval : int, optional
         Evaluation budget of every case (default: the problem's).
     progress : bool
-        Show the progress display on stderr.
+        Log the progress (done/total, running, failed) at INFO, as records the CLI draws as a
+        progress bar; False: at DEBUG.
     callback : callable, optional
         ``callback(case, record)`` in the calling thread after each case's record is saved; a
         KeyboardInterrupt raised there stops the sweep like Ctrl-C.
@@ -468,7 +445,7 @@ def sweep(problem: str | Path | None = None, grid: Mapping[str, Any] | None = No
     max_eval : int, optional
         Evaluation budget of every case.
     progress : bool
-        Progress display on stderr.
+        Log the progress at INFO (see :func:`run_sweep`).
     callback : callable, optional
         ``callback(case, record)`` after each case.
 
