@@ -97,7 +97,7 @@ def _args(args, tmp: Path) -> list[str]:
     return [a.replace("{tmp}", str(tmp)) for a in args]
 
 
-def _check(code: int, out: str, err: str, words) -> None:
+def assert_one_line_error(code: int, out: str, err: str, words) -> None:
     assert code == 2, (code, err)
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -118,7 +118,7 @@ def test_bad_input(args, words, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     code = main(_args(args, tmp_path))
     out, err = capsys.readouterr()
-    _check(code, out, err, [w.replace("{tmp}", str(tmp_path)) for w in words])
+    assert_one_line_error(code, out, err, [w.replace("{tmp}", str(tmp_path)) for w in words])
 
 
 @pytest.mark.parametrize("index", [0, 14, 22, 32])
@@ -128,7 +128,7 @@ def test_bad_input_subprocess(index, tmp_path):
     args, words = BAD[index]
     proc = subprocess.run([sys.executable, "-m", "fem_eigopt", *_args(args, tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
-    _check(proc.returncode, proc.stdout, proc.stderr, words)
+    assert_one_line_error(proc.returncode, proc.stdout, proc.stderr, words)
 
 
 @pytest.mark.parametrize("index", [0, 7, 14, 32])
