@@ -78,8 +78,26 @@ def check_mesh_coordinates(mesh: skfem.Mesh, X: np.ndarray, params: np.ndarray |
         J = np.einsum("ive,vjq->eqij", P[:, mesh.t], grads)  # J[e, q] = ∂x/∂ξ, (n_elem, n_pts, dim, dim)
         return np.linalg.det(J)  # (n_elem, n_pts)
 
-    det0 = det(mesh.p, centroid)[:, 0]
-    dets = det(X, np.hstack(points))
+    return jacobian_ratio(det(mesh.p, centroid)[:, 0], det(X, np.hstack(points)), params)
+
+
+def jacobian_ratio(det0: np.ndarray, dets: np.ndarray, params: np.ndarray | None = None) -> float:
+    """Smallest det J / |det J of the reference| with the reference's orientation; InputError if ≤ 0.
+
+    Parameters
+    ----------
+    det0 : ndarray (n_elem,)
+        Jacobian determinants of the reference mesh (at the centroids).
+    dets : ndarray (n_elem, n_points)
+        Jacobian determinants of the moved mesh at the check points.
+    params : ndarray, optional
+        Shape parameters, named in the error message (else "vertex coordinates X").
+
+    Returns
+    -------
+    float
+        > 0 for a valid mesh, 1 for an unmoved one.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (dets * np.sign(det0)[:, None]).min(axis=1) / np.abs(det0)
     bad = np.flatnonzero(~(ratio > 1e-12))

@@ -58,6 +58,7 @@ from typing import Sequence
 import numpy as np
 import skfem
 
+from fem_eigopt.design.shape import jacobian_ratio
 from fem_eigopt.errors import InputError
 from fem_eigopt.fem.assembly import Model, element_matrices
 
@@ -455,18 +456,7 @@ def _check_jacobians(mesh: skfem.Mesh, X: np.ndarray, check_grads: np.ndarray, c
     """Smallest det J(X) / |det J(mesh)| ratio with the reference orientation; InputError if ≤ 0."""
     det0 = _det_inv(_jacobians(mesh.p, mesh.t, centroid_grads))[0][:, 0]  # (n_elem,)
     det = _det_inv(_jacobians(X, mesh.t, check_grads))[0]  # (n_elem, n_check)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = (det * np.sign(det0)[:, None]).min(axis=1) / np.abs(det0)
-    bad = np.flatnonzero(~(ratio > 1e-12))
-    if bad.size:
-        what = "vertex coordinates X" if params is None else \
-            "shape parameters p = [" + ", ".join(f"{v:.6g}" for v in np.ravel(params)) + "]"
-        listed = ", ".join(str(e) for e in bad[:5]) + (", …" if bad.size > 5 else "")
-        raise InputError(
-            f"{what} invert or degenerate {bad.size} element(s) ({listed}; det J ratio {ratio[bad[0]]:.3g}); "
-            "allowed: values keeping every element's Jacobian determinant positive"
-        )
-    return float(ratio.min())
+    return jacobian_ratio(det0, det, params)
 
 
 # ----------------------------------------------------------------------------------------------
