@@ -12,6 +12,9 @@
                   (+ eigenvector adjoint solves for ∂g/∂φ ≠ 0)              (adjoint)
       ─► chain rule back through interpolation, projection, filter, design map
 
+With ``DensityDesign.erosion`` the eroded realisation (:class:`ErodedRealisation`) repeats the
+steps for the design projected at η + Δ and appends its constraint rows to this evaluation's.
+
 One call computes the objective, every constraint and all their gradients; NLopt then asks for
 the objective and the constraints separately at the same point, and the optimiser wrapper serves
 both from one evaluation.
@@ -29,8 +32,10 @@ bound constraints taken together) get their exact gradients either way.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +48,7 @@ from fem_eigopt.fem.assembly import Model, build_model
 from fem_eigopt.optimize.driver import Evaluation
 from fem_eigopt.problem.definition import DensityDesign, Problem
 from fem_eigopt.responses.base import ModalState, Partials, Response
-from fem_eigopt.responses.volume import VolumeConstraint
+from fem_eigopt.responses.volume import VolumeConstraint, VolumeLimit
 from fem_eigopt.sensitivity.eigenvalues import (
     cluster_increment_matrix,
     element_energies,
@@ -55,7 +60,7 @@ from fem_eigopt.solvers.modes import Modes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DesignEvaluator", "Evaluation", "mean_element_size"]
+__all__ = ["DesignEvaluator", "ErodedRealisation", "Evaluation", "mean_element_size"]
 
 
 def mean_element_size(mesh) -> float:
@@ -118,7 +123,8 @@ class DesignEvaluator:
         ``tol_per_change``).
     """
 
-    def __init__(self, problem: Problem, model: Model | None = None, backend: str | None = None) -> None:
+    def __init__(self, problem: Problem, model: Model | None = None, backend: str | None = None,
+                 *, robust: bool = True) -> None:
         design = problem.design
         if not isinstance(design, DensityDesign):
             raise fail(problem.label, "design is not set; allowed: fem_eigopt.DensityDesign(...) to optimise densities")
@@ -184,6 +190,10 @@ class DesignEvaluator:
         self._prepared = False
         self.adjoint_solver = "minres"
         self.inexact_gradients = False
+        # The robust formulation's eroded realisation (DensityDesign.erosion): its constraint rows
+        # follow this evaluator's in every evaluation.
+        self.eroded: ErodedRealisation | None = (
+            ErodedRealisation(self, backend) if robust and design.erosion > 0 else None)
 
     # ------------------------------------------------------------------ set-up
     def initial_design(self) -> np.ndarray:
@@ -205,6 +215,8 @@ class DesignEvaluator:
                 lower_b.append(lo)
                 upper_b.append(hi)
         self._prepared = True
+        if self.eroded is not None:
+            self.eroded.adopt(self.objective, self.constraints, self._bound_slices)
         x0 = np.concatenate([z0, np.asarray(b0, dtype=float)])
         lower = np.concatenate([np.full(self.n_design, self.design.x_min), lower_b])
         upper = np.concatenate([np.ones(self.n_design), upper_b])
@@ -229,6 +241,8 @@ class DesignEvaluator:
             sl = self._bound_slices[ri]
             if sl.stop > sl.start:
                 b[sl] = r.restart_bounds(state, b[sl])
+        if self.eroded is not None:
+            self.eroded.tighten_bounds(x)
         return x
 
     def _within_volume(self, z: np.ndarray) -> np.ndarray:
@@ -293,12 +307,16 @@ class DesignEvaluator:
         self.beta = float(beta)
         self.chain = self.chain.with_beta(beta)
         self.clear_cache()
+        if self.eroded is not None:
+            self.eroded.set_beta(beta)
 
     def clear_cache(self) -> None:
         """Forget the cached evaluation and modal solve: the next call solves afresh (e.g. to get
         the full accuracy for a design first evaluated with ``inexact_gradients``)."""
         self._cache_key = None
         self._solve_key = None
+        if self.eroded is not None:
+            self.eroded.clear_cache()
 
     # ------------------------------------------------------------------ forward
     @property
@@ -428,6 +446,11 @@ class DesignEvaluator:
         f = float(partials[0].value)
         g = np.array([p.value for p in partials[1:]], dtype=float)
         self.constraint_names = [p.name for p in partials[1:]]
+        eroded = self._eroded_rows(x)
+        if eroded is not None:
+            g = np.concatenate([g, eroded.g])
+            full = np.vstack([full, eroded.jac])
+            self.constraint_names += [f"eroded_{name}" for name in self.eroded.constraint_names]
         vf, _ = self.chain.volume_fraction(solved["rho"])
         timings = dict(solved["timings"])
         timings["sensitivities"] = t_sens
@@ -445,6 +468,10 @@ class DesignEvaluator:
         }
         if "tracked_modes" in state.info:
             info["tracked_modes"] = state.info.pop("tracked_modes")
+        if eroded is not None:
+            info["eroded_omega"] = eroded.info["omega"]
+            timings["eroded"] = eroded.info["timings"]["evaluation"]
+            timings["evaluation"] += timings["eroded"]
         merit = bound_merit(f, full[0, self.n_design:], g, full[1:, self.n_design:])
         if merit is not None:
             info["merit"] = merit
@@ -453,6 +480,15 @@ class DesignEvaluator:
         self._previous_rho = solved["rho"].copy()
         self.n_evaluations += 1
         return ev
+
+    def _eroded_rows(self, x: np.ndarray) -> Evaluation | None:
+        """The eroded realisation's evaluation at ``x`` (None without erosion); its ``g`` and
+        ``jac`` are the rows this evaluation appends to its constraints."""
+        if self.eroded is None:
+            return None
+        self.eroded.inexact_gradients = self.inexact_gradients
+        self.eroded.adjoint_solver = self.adjoint_solver
+        return self.eroded(x)
 
     def _gradients(self, solved: dict[str, Any], partials: list[Partials]) -> np.ndarray:
         """d(value)/dz for every partial, shape (n_partials, n_design)."""
@@ -536,3 +572,77 @@ def bound_merit(f: float, df_db: np.ndarray, g: np.ndarray, dg_db: np.ndarray) -
         g[rows] += c * delta
     return float(f), float(g.max()) if g.size else -np.inf
 
+
+MATERIAL_RESPONSES = (VolumeConstraint, VolumeLimit)
+
+
+class ErodedRealisation(DesignEvaluator):
+    """The eroded design of the robust formulation (Wang, Lazarov & Sigmund 2011).
+
+    The same design variables, filter and β as its parent, projected at the threshold
+    η + Δ (``DensityDesign.erosion``): every member is thinner by about Δ's share of the filter
+    radius on each side. It evaluates copies of the parent's prepared responses (the same scaling
+    λ_ref and the same bound variables at the same places of x) except the volume constraints,
+    which measure the material of the design itself. Its own eigen solver keeps its own warm
+    start. The parent appends this realisation's constraint rows (the bound constraints
+    b − λ_j(eroded)/λ_ref ≤ 0 of a bound objective, and every eigenvalue constraint) to its own,
+    so MMA maximises the smaller of the two designs' bounds: a member that only the design
+    itself has carries no weight, and the optimum keeps members solid through their core.
+
+    Parameters
+    ----------
+    parent : DesignEvaluator
+        The evaluator of the design itself (η).
+    backend : str or None
+        Linear-solver backend, as the parent's.
+    """
+
+    def __init__(self, parent: DesignEvaluator, backend: str | None = None) -> None:
+        super().__init__(parent.problem, parent.model, backend, robust=False)
+        design = parent.design
+        self.chain = replace(self.chain, projection=HeavisideProjection(
+            self.beta, design.projection_eta + design.erosion))
+        kept = [r for r in parent.constraints if not isinstance(r, MATERIAL_RESPONSES)]
+        if parent.objective.n_bounds == 0 and not kept:
+            raise fail(parent.problem.label, f"design.erosion = {design.erosion!r} with objective "
+                       f"{type(parent.objective).__name__} and no eigenvalue constraint; allowed: erosion "
+                       "with a bound objective (MaxMinEigenvalues(method='bound'), MaxGap) or with constraints "
+                       "besides the volume (the eroded design has to meet something)")
+
+    def adopt(self, objective: Response, constraints: list[Response], bound_slices: list[slice]) -> None:
+        """Take copies of the parent's prepared ``objective`` and ``constraints`` (without the
+        volume constraints), keeping each one's bound variables where the parent has them."""
+        keep = [0] + [i + 1 for i, r in enumerate(constraints) if not isinstance(r, MATERIAL_RESPONSES)]
+        responses = [objective, *constraints]
+        self.objective = copy.deepcopy(objective)
+        self.constraints = [copy.deepcopy(responses[i]) for i in keep[1:]]
+        self._bound_slices = [bound_slices[i] for i in keep]
+        self.n_bounds = sum(r.n_bounds for r in responses)
+        self._prepared = True
+
+    def tighten_bounds(self, x: np.ndarray) -> None:
+        """Move the bound variables of ``x = [z, b]`` (in place) inside the eroded design's
+        constraints too, after the parent reset them for its own (:meth:`restart_point`).
+
+        Each response's restart value for the eroded design is taken where it is the tighter
+        one: the smaller for a bound variable its constraints keep below eigenvalues (b − λ ≤ 0,
+        ∂g/∂b > 0), the larger for one they keep above (λ − b ≤ 0), judged by the signs of
+        ∂g/∂b in the response's own constraint rows.
+        """
+        state = self.analyse(x[: self.n_design])["state"]
+        b = x[self.n_design:]
+        for ri, r in enumerate([self.objective] + self.constraints):
+            sl = self._bound_slices[ri]
+            if sl.stop == sl.start:
+                continue
+            candidate = np.asarray(r.restart_bounds(state, b[sl].copy()), dtype=float)
+            rows = r.evaluate(state, candidate)[1 if ri == 0 else 0:]
+            for k in range(candidate.size):
+                sign = sum(np.sign(p.d_bounds.get(k, 0.0)) for p in rows)
+                if sign > 0:
+                    b[sl.start + k] = min(b[sl.start + k], candidate[k])
+                elif sign < 0:
+                    b[sl.start + k] = max(b[sl.start + k], candidate[k])
+
+    def start(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - guarded
+        raise RuntimeError("an eroded realisation is started by its parent (DesignEvaluator.start)")

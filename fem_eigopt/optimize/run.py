@@ -766,6 +766,8 @@ class _Session:
             summary.update(shape_summary(ev, final, initial))
         else:
             summary["grey_fraction"] = grey_fraction(solved["rho"], ev.chain.volumes)
+            if "eroded_omega" in final.info:
+                summary["eroded_omega_final"] = final.info["eroded_omega"]
         return summary
 
     def write_outputs(self, result: OptimizeResult, summary: dict, history: list, solved: dict) -> None:
@@ -814,13 +816,16 @@ def _evaluator_state(evaluator) -> dict:
     the previous design, and the iterative eigen solvers' inexact-gradient tolerance follows
     that change (``DesignEvaluator._previous_rho``). The eigen solver's mode weights (set by the
     last gradients). The responses' attributes (a bound formulation's reference, a tracked mode's
-    reference and previous vectors). The evaluation count and β.
+    reference and previous vectors). The evaluation count and β. The same of the robust
+    formulation's eroded realisation (``eroded``), if the design has one.
     """
     responses = [evaluator.objective, *evaluator.constraints]
+    eroded = getattr(evaluator, "eroded", None)
     return {"beta": float(evaluator.beta), "n_evaluations": int(evaluator.n_evaluations),
             "previous_rho": getattr(evaluator, "_previous_rho", None),
             "mode_weights": evaluator.solver.mode_weights,
-            "responses": [object_state(r, _is_response) for r in responses]}
+            "responses": [object_state(r, _is_response) for r in responses],
+            "eroded": None if eroded is None else _evaluator_state(eroded)}
 
 
 def _restore_evaluator(evaluator, state: dict) -> None:
@@ -834,6 +839,9 @@ def _restore_evaluator(evaluator, state: dict) -> None:
     evaluator.solver.mode_weights = state["mode_weights"]
     for response, saved in zip([evaluator.objective, *evaluator.constraints], state["responses"]):
         restore_object_state(response, saved)
+    eroded = getattr(evaluator, "eroded", None)
+    if eroded is not None and state.get("eroded") is not None:
+        _restore_evaluator(eroded, state["eroded"])
 
 
 class _StageBest:

@@ -261,6 +261,16 @@ class DensityDesign:
         caps its first steps). ``beta_max <= projection_beta`` (the default 0) keeps β fixed.
         The default 100 evaluations per level is what the Du & Olhoff beams measured best with
         (docs/du-olhoff.md).
+    erosion : float
+        Δ > 0 turns on the robust formulation of Wang, Lazarov & Sigmund (2011) with an eroded
+        realisation: the design projected at threshold η + Δ must meet the eigenvalue bounds and
+        constraints too (the volume is measured on the design itself, η). A member thinner than
+        what survives erosion is worthless to the eroded design, so the optimum keeps members
+        that are solid through their core: a minimum member size (it grows with Δ and the
+        filter radius) and crisp designs with hardly any grey elements. Each evaluation solves
+        the eigenproblem twice. Needs projection (``projection_beta > 0``) and an objective in
+        bound form (``MaxMinEigenvalues(method="bound")``, ``MaxGap``) or a volume objective;
+        0 < Δ < min(η, 1 − η). docs/du-olhoff.md measures what it costs the beams.
     passive_solid, passive_void : predicate or None
         Elements whose centroid satisfies the predicate (x of shape (dim, n_elem) → bool) are fixed
         at 1 (solid: a mounting point) or x_min (void: a hole or a cable route) and are not
@@ -283,6 +293,7 @@ class DensityDesign:
     beta_max: float = 0.0
     beta_factor: float = 2.0
     beta_every: int = 100
+    erosion: float = 0.0
     passive_solid: Any = None
     passive_void: Any = None
     symmetry: Sequence[tuple[str, float]] = ()
@@ -303,6 +314,12 @@ class DensityDesign:
                 raise InputError(f"design.{name} = {value!r}; allowed: a finite number >= 0 (0: no projection)")
         if not (_is_number(self.projection_eta) and 0 < self.projection_eta < 1):
             raise InputError(f"design.projection_eta = {self.projection_eta!r}; allowed: 0 < eta < 1")
+        if not (_is_number(self.erosion) and 0 <= self.erosion < min(self.projection_eta, 1 - self.projection_eta)):
+            raise InputError(f"design.erosion = {self.erosion!r}; allowed: 0 (off) or a number with "
+                             f"0 < erosion < min(eta, 1 - eta) = {min(self.projection_eta, 1 - self.projection_eta):g}")
+        if self.erosion > 0 and not self.projection_beta > 0:
+            raise InputError(f"design.erosion = {self.erosion!r} with projection_beta = {self.projection_beta!r}; "
+                             "allowed: erosion with projection_beta > 0 (erosion shifts the projection threshold)")
         if not (_is_number(self.beta_factor) and self.beta_factor > 1):
             raise InputError(f"design.beta_factor = {self.beta_factor!r}; allowed: a finite number > 1")
         if not (isinstance(self.beta_every, (int, np.integer)) and not isinstance(self.beta_every, bool)
