@@ -189,7 +189,7 @@ def test_short_run_of_every_problem_file(name, tmp_path):
 
 
 OBJECTIVE_AT_THIRD_EVALUATION: dict[str, float] = {
-    "beam.py": -1.0451319797246206,
+    "beam.py": -0.9787270912,  # with the beam's erosion: the eroded bounds hold b lower
     "bracket.py": 0.9014310637052331,
     "cantilever3d.py": -1.0791000000000002,
     "gap.py": -13.48748575311837,
