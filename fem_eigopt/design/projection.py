@@ -187,5 +187,5 @@ class BetaContinuation:
         old = self.beta
         self.beta = float(min(self.beta * self.factor, self.beta_max))
         self.iterations_at_level = 0
-        logger.info("projection beta %.4g -> %.4g", old, self.beta)
+        logger.debug("projection beta %.4g -> %.4g", old, self.beta)
         return True

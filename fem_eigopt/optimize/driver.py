@@ -816,7 +816,7 @@ class _Driver:
         """Our MMA after a requested restart: the next stage starts at the last iterate, with the
         asymptotes and iterates kept; only the best point and the cache (the problem changed)
         start afresh."""
-        logger.info("continuation stage %d from evaluation %d on", self.run_index + 2, len(self.history) + 1)
+        logger.debug("continuation stage %d from evaluation %d on", self.run_index + 2, len(self.history) + 1)
         self.cache.clear()
         self.reset_best = True
         self.run_index += 1
