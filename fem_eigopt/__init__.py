@@ -108,6 +108,7 @@ _EXPORTS = {
     "VolumeLimit": "responses.volume",
     "ProfileThickness": "responses.geometry",
     "rigid_body_count": "responses.base",
+    "void_fraction": "responses.base",
     "element_volumes_at": "fem.geometry",
 }
 

@@ -486,9 +486,13 @@ def summary_text(summary: dict, run_dir: Path | None) -> str:
              + ("" if summary.get("max_constraint") is None else f", max constraint {summary['max_constraint']:.3g}")
              + f", volume fraction {summary['volume_fraction']:.4f}, β {summary['beta']:g}",
              f"{'mode':>4}  {'ω initial [rad/s]':>18}  {'ω final [rad/s]':>16}  {'f final [Hz]':>13}"]
+    void = set(summary.get("void_modes", ()))
     for i, (w0, w1, f1) in enumerate(zip(summary["omega_initial"], summary["omega_final"],
                                          summary["frequencies_hz_final"])):
-        lines.append(f"{i + 1:>4}  {w0:>18.6f}  {w1:>16.6f}  {f1:>13.6f}")
+        lines.append(f"{i + 1:>4}  {w0:>18.6f}  {w1:>16.6f}  {f1:>13.6f}" + ("  void" if i + 1 in void else ""))
+    if void:
+        lines.append("void: a local mode of the void elements (most of its kinetic energy where ρ̄ < 0.1), "
+                     "not a mode of the structure")
     if run_dir is not None:
         lines.append(f"results: {run_dir}")
     return "\n".join(lines)

@@ -305,8 +305,9 @@ def write_run_pictures(run_dir: str | Path, problem, model, densities: np.ndarra
         _design_pictures(written, run_dir, problem, model, rho, shapes, evaluation, surface, coordinates,
                          initial_coordinates, vtu)
     if "modes" in what and shapes is not None and shapes.n:
+        void = _void_modes(problem, model, rho, modes)
         _guard(written, "modes.png", lambda: _modes_png(run_dir / "modes.png", problem, model, rho, shapes,
-                                                        n_modes, coordinates, surface))
+                                                        n_modes, coordinates, surface, void))
     if "history" in what and history:
         from fem_eigopt.io import pictures as P
 
@@ -328,9 +329,23 @@ def _rigid_modes(shapes: ModeShapes) -> int:
     return k if k < shapes.n else 0
 
 
+def _void_modes(problem, model, rho: np.ndarray, modes) -> set[int]:
+    """1-based numbers of the local modes of void elements among ``modes`` (a density design's
+    modes with vectors; empty otherwise)."""
+    from fem_eigopt.problem.definition import DensityDesign
+    from fem_eigopt.responses.base import void_fraction
+
+    vectors = getattr(modes, "vectors", None)
+    if not isinstance(getattr(problem, "design", None), DensityDesign) or vectors is None:
+        return set()
+    fractions = void_fraction(model, vectors, rho, problem.design.mass(rho)[0])
+    return {int(i) + 1 for i in np.flatnonzero(fractions > 0.5)}
+
+
 def _modes_png(path: Path, problem, model, rho: np.ndarray, shapes: ModeShapes, n_modes: int,
-               coordinates: np.ndarray | None, surface) -> Path:
-    """``modes.png``: the first ``n_modes`` elastic modes, titled with their numbers as computed."""
+               coordinates: np.ndarray | None, surface, void: set[int] = frozenset()) -> Path:
+    """``modes.png``: the first ``n_modes`` elastic modes, titled with their numbers as computed;
+    local modes of the void (``void``, 1-based) say so in their title."""
     import re
 
     from fem_eigopt.io import pictures as P
@@ -339,12 +354,14 @@ def _modes_png(path: Path, problem, model, rho: np.ndarray, shapes: ModeShapes, 
     elastic = ModeShapes(shapes.eigenvalues[k:], shapes.displacements[k:])
     fig = P.mode_shapes_figure(model.basis.mesh, elastic, rho, n_modes, getattr(problem, "name", ""),
                                coordinates=coordinates, model=model, problem=problem, surface=surface)
+    for ax in fig.axes:
+        title = ax.get_title()
+        found = re.match(r"mode (\d+):", title)
+        if found:
+            number = int(found.group(1)) + k
+            note = " — a local mode of the void elements" if number in void else ""
+            ax.set_title(f"mode {number}:{title[found.end():]}{note}", fontsize=10)
     if k:
-        for ax in fig.axes:
-            title = ax.get_title()
-            found = re.match(r"mode (\d+):", title)
-            if found:
-                ax.set_title(f"mode {int(found.group(1)) + k}:{title[found.end():]}", fontsize=10)
         n = min(n_modes, elastic.n)
         fig.suptitle(fig.get_suptitle().replace(f"first {n} mode shapes",
                                                 f"mode shapes {k + 1}–{k + n} ({k} rigid-body modes left out)"),

@@ -109,6 +109,7 @@ from fem_eigopt.optimize.shape_evaluator import (
     shape_summary,
 )
 from fem_eigopt.problem.definition import DensityDesign, Problem
+from fem_eigopt.responses.base import void_fraction
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,22 @@ def checkpoint_every(max_eval: int) -> int:
     evaluations; every other stop writes its own checkpoint.
     """
     return snapshot_every(max_eval)
+
+
+def void_modes(evaluator, solved: dict) -> list[int]:
+    """Numbers (1-based) of the final modes that are local modes of the void: over half their
+    kinetic energy in elements with ρ̄ < 0.1 (:func:`~fem_eigopt.responses.base.void_fraction`).
+    A warning names those the objective or the constraints use: the optimiser then works on
+    a mode that moves no structural material."""
+    fractions = void_fraction(evaluator.model, solved["vectors"], solved["rho"], solved["s_M"])
+    modes = [i + 1 for i in np.flatnonzero(fractions > 0.5)]
+    used = max(r.max_mode for r in [evaluator.objective, *evaluator.constraints])
+    if modes and modes[0] <= used:
+        logger.warning("mode(s) %s: local modes of void elements (most of their kinetic energy where "
+                       "ρ̄ < 0.1), among the modes the responses use (1-%d); the mass interpolation lets "
+                       "light elements vibrate on their own (docs/guide/designs.md, interpolations)",
+                       ", ".join(str(m) for m in modes if m <= used), used)
+    return modes
 
 
 def grey_fraction(densities: np.ndarray, volumes: np.ndarray, low: float = 0.1, high: float = 0.9) -> float:
@@ -768,6 +785,7 @@ class _Session:
             summary["grey_fraction"] = grey_fraction(solved["rho"], ev.chain.volumes)
             if "eroded_omega" in final.info:
                 summary["eroded_omega_final"] = final.info["eroded_omega"]
+            summary["void_modes"] = void_modes(ev, solved)
         return summary
 
     def write_outputs(self, result: OptimizeResult, summary: dict, history: list, solved: dict) -> None:

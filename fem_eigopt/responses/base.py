@@ -249,6 +249,45 @@ def direction_fraction(model: Any, vectors: np.ndarray, mass_matrix: Any, compon
     return part / np.where(total == 0, 1.0, total)
 
 
+#: Physical density below which an element counts as void: the grey fraction's lower limit
+VOID_DENSITY = 0.1
+
+
+def void_fraction(model: Any, vectors: np.ndarray, densities: np.ndarray, mass_scale: np.ndarray,
+                  threshold: float = VOID_DENSITY) -> np.ndarray:
+    """Share of each mode's kinetic energy (φᵀMφ) in the void elements (ρ̄ < ``threshold``).
+
+    A mode with most of its energy there is a local mode of the void, not of the structure: the
+    mass interpolation lets weak, light elements vibrate on their own (with SIMP and a linear
+    mass the lowest such modes are the spurious ones of Pedersen 2000; a two-range mass law
+    moves them up to where E(ρ̄)/ρ(ρ̄) is smallest, just below its switch density). Such a mode
+    moves no structural material and should not be read as one of the structure's modes.
+
+    Parameters
+    ----------
+    model : Model
+    vectors : ndarray (n_free, k)
+        Mode shapes on the free dofs.
+    densities : ndarray (n_elem,)
+        Physical densities ρ̄.
+    mass_scale : ndarray (n_elem,)
+        The element mass scale factors ρ(ρ̄)/ρ0 the modes were computed with.
+    threshold : float
+        Void below this density.
+
+    Returns
+    -------
+    ndarray (k,)
+        In [0, 1].
+    """
+    scale = np.asarray(mass_scale, dtype=float)
+    M = model.mass(scale)
+    M_void = model.mass(scale * (np.asarray(densities) < threshold))
+    total = np.einsum("ij,ij->j", vectors, M @ vectors)
+    void = np.einsum("ij,ij->j", vectors, M_void @ vectors)
+    return void / np.where(total == 0, 1.0, total)
+
+
 def mirror_parity(model: Any, vectors: np.ndarray, mass_matrix: Any, axis: int, center: float) -> np.ndarray:
     """Parity of each mode under the mirror x_axis → 2·center − x_axis: +1 symmetric, −1 antisymmetric.
 
