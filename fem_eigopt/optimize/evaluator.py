@@ -43,11 +43,11 @@ import numpy as np
 from fem_eigopt.design.density import DensityChain, DesignMap
 from fem_eigopt.design.filters import DensityFilter, HelmholtzFilter, element_volumes
 from fem_eigopt.design.projection import HeavisideProjection
-from fem_eigopt.errors import InputError, fail
+from fem_eigopt.errors import fail
 from fem_eigopt.fem.assembly import Model, build_model
 from fem_eigopt.optimize.driver import Evaluation
 from fem_eigopt.problem.definition import DensityDesign, Problem
-from fem_eigopt.responses.base import ModalState, Partials, Response
+from fem_eigopt.responses.base import ModalState, Partials, Response, evaluate_responses, full_jacobian
 from fem_eigopt.responses.volume import VolumeConstraint, VolumeLimit
 from fem_eigopt.sensitivity.eigenvalues import (
     cluster_increment_matrix,
@@ -419,28 +419,11 @@ class DesignEvaluator:
         state.iteration = self.n_evaluations
         modes: Modes = solved["modes"]
 
-        partials: list[Partials] = []
-        owners: list[int] = []
-        for ri, r in enumerate([self.objective] + self.constraints):
-            items = r.evaluate(state, b[self._bound_slices[ri]])
-            if ri == 0 and len(items) < 1:
-                raise InputError(f"objective {r.name} returned no value")
-            for it in items:
-                # bound-variable derivatives are given relative to the response's own slice
-                it.d_bounds = {self._bound_slices[ri].start + k: v for k, v in it.d_bounds.items()}
-            partials.extend(items)
-            owners.extend([ri] * len(items))
-
+        partials = evaluate_responses([self.objective] + self.constraints, self._bound_slices, state, b)
         t_sens = time.perf_counter()
         grads = self._gradients(solved, partials)
         t_sens = time.perf_counter() - t_sens
-
-        n = x.size
-        full = np.zeros((len(partials), n))
-        full[:, : self.n_design] = grads
-        for row, p in enumerate(partials):
-            for k, v in p.d_bounds.items():
-                full[row, self.n_design + k] += v
+        full = full_jacobian(grads, partials, x.size)
         # The objective's first item is the objective; its other items (bound formulation) are
         # constraints that belong to it.
         f = float(partials[0].value)

@@ -57,7 +57,7 @@ from fem_eigopt.fem.geometry import (
 )
 from fem_eigopt.optimize.driver import Evaluation
 from fem_eigopt.problem.definition import Problem, ShapeDesign
-from fem_eigopt.responses.base import ModalState, Partials, Response
+from fem_eigopt.responses.base import ModalState, Partials, Response, evaluate_responses, full_jacobian
 from fem_eigopt.sensitivity.shape import eigenvector_coordinate_gradient
 from fem_eigopt.solvers.auto import make_modal_solver
 from fem_eigopt.solvers.base import EigenSolver
@@ -338,22 +338,11 @@ class ShapeEvaluator:
         state.iteration = self.n_evaluations
         state.info.clear()
         modes: Modes = solved["modes"]
-        partials: list[Partials] = []
-        for ri, r in enumerate([self.objective] + self.constraints):
-            items = r.evaluate(state, b[self._bound_slices[ri]])
-            if ri == 0 and len(items) < 1:
-                raise InputError(f"objective {r.name} returned no value")
-            for it in items:
-                it.d_bounds = {self._bound_slices[ri].start + k: v for k, v in it.d_bounds.items()}
-            partials.extend(items)
+        partials = evaluate_responses([self.objective] + self.constraints, self._bound_slices, state, b)
         t_sens = time.perf_counter()
         grads = self._gradients(solved, partials)
         t_sens = time.perf_counter() - t_sens
-        full = np.zeros((len(partials), x.size))
-        full[:, : self.n_design] = grads
-        for row, part in enumerate(partials):
-            for k, v in part.d_bounds.items():
-                full[row, self.n_design + k] += v
+        full = full_jacobian(grads, partials, x.size)
         f = float(partials[0].value)
         g = np.array([part.value for part in partials[1:]], dtype=float)
         self.constraint_names = [part.name for part in partials[1:]]

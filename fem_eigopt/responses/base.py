@@ -249,6 +249,41 @@ def direction_fraction(model: Any, vectors: np.ndarray, mass_matrix: Any, compon
     return part / np.where(total == 0, 1.0, total)
 
 
+def evaluate_responses(responses: list[Response], bound_slices: list[slice], state: ModalState,
+                       bounds: np.ndarray) -> list[Partials]:
+    """The partials of every response at ``state``, in order (the objective first).
+
+    Each response sees its own slice of the bound variables ``bounds`` (n_bounds_total,); the
+    partials' ``d_bounds`` are moved from the response's slice to their places in ``bounds``.
+
+    Raises
+    ------
+    InputError
+        The objective (``responses[0]``) returned no value.
+    """
+    partials: list[Partials] = []
+    for ri, r in enumerate(responses):
+        items = r.evaluate(state, bounds[bound_slices[ri]])
+        if ri == 0 and len(items) < 1:
+            raise InputError(f"objective {r.name} returned no value")
+        for it in items:
+            it.d_bounds = {bound_slices[ri].start + k: v for k, v in it.d_bounds.items()}
+        partials.extend(items)
+    return partials
+
+
+def full_jacobian(design_gradients: np.ndarray, partials: list[Partials], n: int) -> np.ndarray:
+    """Gradients over x = [z, b]: ``design_gradients`` (n_partials, n_design) for z, then each
+    partial's ``d_bounds`` for the bound variables b; shape (n_partials, n)."""
+    n_design = design_gradients.shape[1]
+    full = np.zeros((len(partials), n))
+    full[:, :n_design] = design_gradients
+    for row, part in enumerate(partials):
+        for k, v in part.d_bounds.items():
+            full[row, n_design + k] += v
+    return full
+
+
 #: Physical density below which an element counts as void: the grey fraction's lower limit
 VOID_DENSITY = 0.1
 
