@@ -193,3 +193,45 @@ def test_plot_command_errors_are_one_line(tmp_path, capsys):
         plot_command(parser.parse_args(["plot", str(tmp_path)]))
     with pytest.raises(InputError, match="--what"):
         plot_command(parser.parse_args(["plot", str(tmp_path), "--what", "design,bogus"]))
+
+
+@pytest.mark.parametrize("with_title", [True, False])
+def test_blitted_animation_frames_equal_whole_redraws(with_title):
+    """The animations draw their first frame whole and then only the artists that change
+    (matplotlib blitting): every frame must be the picture a whole redraw of that state gives."""
+    import functools
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+
+    from fem_eigopt.io.animation import FRAME_DPI, _blitted_frames
+
+    squares = [np.array([[i, j], [i + 1, j], [i + 1, j + 1], [i, j + 1]], dtype=float)
+               for i in range(8) for j in range(2)]
+    values = [np.random.default_rng(k).random(len(squares)) for k in range(3)]
+
+    def build():
+        fig = Figure(figsize=(4, 2))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        coll = PolyCollection(squares, cmap="gray_r", edgecolors="face", linewidths=0.0)
+        coll.set_clim(0, 1)
+        ax.add_collection(coll)
+        ax.set_xlim(-1, 9)
+        ax.set_ylim(-1, 3)
+        return fig, ax, coll
+
+    def show(ax, coll, k):
+        coll.set_array(values[k])
+        if with_title:
+            ax.set_title(f"frame {k} " + "x" * (3 - k), fontsize=10)
+
+    fig, ax, coll = build()
+    artists = [coll, ax.title] if with_title else [coll]
+    frames = _blitted_frames(fig, ax, artists, [functools.partial(show, ax, coll, k) for k in range(3)])
+    assert len({f.tobytes() for f in frames}) == 3
+    for k, frame in enumerate(frames):
+        fig2, ax2, coll2 = build()
+        show(ax2, coll2, k)
+        np.testing.assert_array_equal(frame, P.figure_rgb(fig2, FRAME_DPI))

@@ -7,6 +7,7 @@ are written atomically.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -98,6 +99,33 @@ def _frame_figure(height: float):
     return _figure((FRAME_WIDTH_IN, height))
 
 
+def _blitted_frames(fig, ax, artists: Sequence, updates: Sequence[Callable[[], None]]) -> list[np.ndarray]:
+    """Frames of a 2D figure in which only ``artists`` change: one frame per update.
+
+    The first frame is drawn whole (constrained layout, axes, colour bar); its background without
+    the changing artists is kept, and every frame restores it and draws just those (matplotlib's
+    blitting). Drawing every frame whole, ticks and labels included, was most of a small run's
+    picture time.
+    """
+    from fem_eigopt.io.pictures import figure_rgb
+
+    for artist in artists:
+        artist.set_animated(True)
+    frames: list[np.ndarray] = []
+    background = None
+    for update in updates:
+        update()
+        if background is None:
+            figure_rgb(fig, FRAME_DPI)  # lays out and draws all but the animated artists
+            fig.set_layout_engine("none")
+            background = fig.canvas.copy_from_bbox(fig.bbox)
+        fig.canvas.restore_region(background)
+        for artist in artists:
+            ax.draw_artist(artist)
+        frames.append(np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy())
+    return frames
+
+
 def design_frames(mesh, snapshots: Sequence[dict], max_frames: int = 60, title: str = "") -> list[np.ndarray]:
     """Frames of the design's evolution, one per snapshot (at most ``max_frames``).
 
@@ -140,16 +168,14 @@ def design_frames(mesh, snapshots: Sequence[dict], max_frames: int = 60, title: 
         ax.set_xlabel("x [m]")
         ax.set_ylabel("y [m]")
         fig.colorbar(coll, ax=ax, label="physical density ρ̄", location="right", shrink=0.8)
-        for s in snaps:
+
+        def show(s: dict) -> None:
             coll.set_array(np.asarray(s["densities"], dtype=float))
             if "coordinates" in s:
                 coll.set_verts(_polygons(mesh, s["coordinates"]))
             ax.set_title(_frame_title(title, s), fontsize=10)
-            frames.append(figure_rgb(fig, FRAME_DPI))
-            # the layout of the first frame serves all: the axes, limits and colour bar stay, and
-            # re-solving the constrained layout per frame was most of a small run's picture time
-            fig.set_layout_engine("none")
-        return frames
+
+        return _blitted_frames(fig, ax, [coll, ax.title], [functools.partial(show, s) for s in snaps])
 
     from fem_eigopt.io.isosurface import boundary_surface, density_isosurface, nodal_average
     from fem_eigopt.io.pictures import _VIEWS_3D, _box_edges, _draw_surface, _no_solid_note, _setup_3d
@@ -258,10 +284,11 @@ def mode_frames(mesh, shapes: ModeShapes, densities: np.ndarray | None = None, m
         ax.set_xlabel("x [m]")
         ax.set_ylabel("y [m]")
         ax.set_title(label, fontsize=10)
-        for ph in phases:
-            coll.set_verts(_polygons(mesh, p + ph * scale * u.T)[solid])
-            frames.append(figure_rgb(fig, FRAME_DPI))
-        return frames
+
+        def move(phase: float) -> None:
+            coll.set_verts(_polygons(mesh, p + phase * scale * u.T)[solid])
+
+        return _blitted_frames(fig, ax, [coll], [functools.partial(move, ph) for ph in phases])
 
     from fem_eigopt.io.isosurface import boundary_surface, density_isosurface
     from fem_eigopt.io.pictures import _VIEWS_3D, _box_edges, _draw_surface, _setup_3d
