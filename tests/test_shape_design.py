@@ -193,6 +193,24 @@ def test_check_grad_shape_evaluator_all_response_kinds():
         _check_grad(ShapeEvaluator(replace(problem, objective=obj, constraints=())))
 
 
+def test_bound_objective_of_a_shape_design_is_judged_by_its_eigenvalues():
+    """The driver compares points by ``info["merit"]``: for the bound formulation, −min λ_j/λ_ref
+    with the bound variable at its best feasible value (not the lagging b). A tuning objective
+    (b above the cents) has no such merit."""
+    ev = ShapeEvaluator(_ss_beam(fe.MaxMinEigenvalues(n=2), [fe.VolumeLimit(max_ratio=1.0, min_ratio=0.9)]))
+    x0, _, _ = ev.start()
+    x = ev.perturbed_start(x0, seed=1)
+    x[ev.n_design] *= 0.9  # b below both eigenvalues: feasible, not at its best
+    e = ev(x)
+    lam = np.asarray(e.info["eigenvalues"][:2])
+    f_best, g_best = e.info["merit"]
+    assert f_best == pytest.approx(-lam.min() / ev.objective._ref, rel=1e-12)
+    assert f_best < e.f
+    assert g_best == pytest.approx(max(0.0, float(e.g[2:].max())), abs=1e-12)
+    tuning = _module("bar_tuning").problem()
+    assert "merit" not in ShapeEvaluator(tuning)(ShapeEvaluator(tuning).start()[0]).info
+
+
 def test_eigenvector_responses_of_a_profile_design():
     """An eigenvector user response (the squared first entry of mode 1) and a mode-shape
     objective pass check-grad through the profile map (their shape adjoint: one solve per mode)."""

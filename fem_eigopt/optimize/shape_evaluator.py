@@ -56,6 +56,7 @@ from fem_eigopt.fem.geometry import (
     volume_coordinate_gradient,
 )
 from fem_eigopt.optimize.driver import Evaluation
+from fem_eigopt.optimize.evaluator import bound_merit
 from fem_eigopt.problem.definition import Problem, ShapeDesign
 from fem_eigopt.responses.base import ModalState, Partials, Response, evaluate_responses, full_jacobian
 from fem_eigopt.sensitivity.shape import eigenvector_coordinate_gradient
@@ -364,6 +365,9 @@ class ShapeEvaluator:
         for k in _REPORTED:
             if k in state.info:
                 info[k] = state.info[k]
+        merit = bound_merit(f, full[0, self.n_design:], g, full[1:, self.n_design:])
+        if merit is not None:
+            info["merit"] = merit
         ev = Evaluation(f=f, grad=full[0], g=g, jac=full[1:], info=info)
         self._cache_key, self._cache = key, ev
         self.n_evaluations += 1
