@@ -493,6 +493,14 @@ def summary_text(summary: dict, run_dir: Path | None) -> str:
     if void:
         lines.append("void: a local mode of the void elements (most of its kinetic energy where ρ̄ < 0.1), "
                      "not a mode of the structure")
+    from fem_eigopt.optimize.run import CRISP_ENOUGH
+
+    crisp = summary.get("grey_fraction", 1.0) <= CRISP_ENOUGH  # the solid part of a grey design is noise
+    if crisp and summary.get("supports_joined") is False:
+        lines.append(f"the solid design (ρ̄ > 0.5, {summary['solid_pieces']} piece(s)) does not join the supports")
+    if crisp and summary.get("floating_solid_fraction", 0.0) > 0.01:
+        lines.append(f"{100 * summary['floating_solid_fraction']:.1f} % of the solid material floats "
+                     "(pieces that touch no support)")
     if run_dir is not None:
         lines.append(f"results: {run_dir}")
     return "\n".join(lines)

@@ -166,6 +166,46 @@ class DesignMap:
         return np.bincount(self.orbit, weights=active) / np.bincount(self.orbit)
 
 
+def solid_pieces(mesh: skfem.Mesh, densities: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, int]:
+    """The connected pieces of the solid part of a density design.
+
+    Elements with ρ̄ > ``threshold`` are solid; two solid elements belong to one piece when they
+    share a vertex. On a structured mesh a diagonal member one element thick is a staircase of
+    elements that touch at their corners, and the finite-element model ties them there: joining
+    through facets only would cut every such member (a Du & Olhoff CC design fell into 14 pieces).
+
+    Parameters
+    ----------
+    mesh : skfem.Mesh
+    densities : ndarray (n_elem,)
+        Physical densities ρ̄.
+    threshold : float
+        Solid above this density.
+
+    Returns
+    -------
+    labels : ndarray (n_elem,) of int
+        The piece of each solid element (0 … n − 1), −1 for the others.
+    n : int
+        Number of pieces.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    solid = np.asarray(densities, dtype=float) > threshold
+    t = np.asarray(mesh.t)[:, solid]
+    n_elem, n_vertices = solid.size, mesh.p.shape[1]
+    elements = np.broadcast_to(np.flatnonzero(solid), t.shape)
+    # elements and vertices as one graph: a solid element is joined to its vertices
+    graph = sp.coo_matrix((np.ones(t.size), (elements.ravel(), n_elem + t.ravel())),
+                          shape=(n_elem + n_vertices,) * 2)
+    _, labels = connected_components(graph, directed=False)
+    labels = np.where(solid, labels[:n_elem], -1)
+    _, compact = np.unique(labels[solid], return_inverse=True)
+    labels[solid] = compact
+    return labels, int(compact.max() + 1) if compact.size else 0
+
+
 def mirror_orbits(centroids: np.ndarray, active: np.ndarray, planes: Sequence[tuple[str, float]]) -> np.ndarray:
     """Design-variable index of each active element when mirror images share one variable.
 

@@ -403,6 +403,18 @@ class Model:
 
 def _select_dofs(problem: Problem, basis: skfem.Basis, dof_component: np.ndarray) -> np.ndarray:
     """Global dof numbers fixed by the supports; a support that selects nothing is an error."""
+    fixed = support_dofs(problem, basis, dof_component)
+    return np.unique(np.concatenate(fixed)) if fixed else np.zeros(0, dtype=np.int64)
+
+
+def support_dofs(problem: Problem, basis: skfem.Basis, dof_component: np.ndarray) -> list[np.ndarray]:
+    """The global dof numbers each of ``problem.supports`` fixes, one array per support.
+
+    Raises
+    ------
+    InputError
+        A support's predicate fails, returns the wrong shape, or selects no dof.
+    """
     fixed = []
     doflocs = basis.doflocs
     for i, support in enumerate(problem.supports):
@@ -423,7 +435,7 @@ def _select_dofs(problem: Problem, basis: skfem.Basis, dof_component: np.ndarray
         if candidates.size == 0:
             raise fail(problem.label, f"supports[{i}] ({support.describe()}) selects no degree of freedom")
         fixed.append(candidates)
-    return np.unique(np.concatenate(fixed)) if fixed else np.zeros(0, dtype=np.int64)
+    return fixed
 
 
 def _point_mass_vector(problem: Problem, basis: skfem.Basis) -> np.ndarray:

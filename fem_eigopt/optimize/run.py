@@ -84,8 +84,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from fem_eigopt.design.density import solid_pieces
 from fem_eigopt.design.projection import BetaContinuation
 from fem_eigopt.errors import InputError
+from fem_eigopt.fem.assembly import support_dofs
 from fem_eigopt.io.checkpoint import (
     CHECKPOINT_NAME,
     object_state,
@@ -217,6 +219,41 @@ def void_modes(evaluator, solved: dict) -> list[int]:
                        "light elements vibrate on their own (docs/guide/designs.md, interpolations)",
                        ", ".join(str(m) for m in modes if m <= used), used)
     return modes
+
+
+#: Grey fraction above which a design is too grey for its solid part (ρ̄ > 0.5) to mean much
+CRISP_ENOUGH = 0.1
+
+
+def design_connectivity(model, densities: np.ndarray, volumes: np.ndarray, warn: bool = True) -> dict[str, Any]:
+    """Whether the solid part of a density design (ρ̄ > 0.5) holds together between its supports.
+
+    Returns
+    -------
+    dict
+        ``solid_pieces``: the number of pieces the solid elements form, joined where they share a
+        vertex (:func:`~fem_eigopt.design.density.solid_pieces`); ``supports_joined``: one piece
+        touches every support (a support in void, or two supports on separate pieces, is False);
+        ``floating_solid_fraction``: the share of the solid volume in pieces that touch no support.
+        With ``warn``, a warning says when the supports are not joined or more than 1 % of the
+        solid floats: the optimum of a frequency problem may well be such a design (two stubby
+        cantilevers beat a long beam), and nothing but a look at it tells. The run warns only for
+        designs at most :data:`CRISP_ENOUGH` grey; in a grey design the solid part is noise.
+    """
+    labels, n = solid_pieces(model.basis.mesh, densities)
+    per_support = [set(labels[np.isin(model.element_dofs, dofs).any(axis=1) & (labels >= 0)].tolist())
+                   for dofs in support_dofs(model.problem, model.basis, model.dof_component)]
+    joined = bool(per_support) and bool(set.intersection(*per_support))
+    held = set().union(*per_support) if per_support else set()
+    solid = labels >= 0
+    floating = solid & ~np.isin(labels, list(held))
+    fraction = float(volumes[floating].sum() / volumes[solid].sum()) if solid.any() else 0.0
+    if warn and per_support and not joined:
+        logger.warning("the solid design (ρ̄ > 0.5, %d piece(s)) does not join the supports: no piece of solid "
+                       "material touches all %d of them", n, len(per_support))
+    if warn and fraction > 0.01:
+        logger.warning("%.1f %% of the solid material (ρ̄ > 0.5) floats: pieces that touch no support", 100 * fraction)
+    return {"solid_pieces": n, "supports_joined": joined, "floating_solid_fraction": fraction}
 
 
 def grey_fraction(densities: np.ndarray, volumes: np.ndarray, low: float = 0.1, high: float = 0.9) -> float:
@@ -786,6 +823,8 @@ class _Session:
             if "eroded_omega" in final.info:
                 summary["eroded_omega_final"] = final.info["eroded_omega"]
             summary["void_modes"] = void_modes(ev, solved)
+            summary.update(design_connectivity(ev.model, solved["rho"], ev.chain.volumes,
+                                               warn=summary["grey_fraction"] <= CRISP_ENOUGH))
         return summary
 
     def write_outputs(self, result: OptimizeResult, summary: dict, history: list, solved: dict) -> None:
