@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import textwrap
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def _check_sweep_dir(sweep_dir: Path) -> list[dict]:
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     columns = list(rows[0])
     for col in ("case", "volfrac", "supports", "status", "objective", "omega1", "omega2", "f1", "volume_fraction",
-                "evaluations", "wall_time_s", "run_dir", "message"):
+                "grey_fraction", "supports_joined", "evaluations", "wall_time_s", "run_dir", "message"):
         assert col in columns, col
     assert columns[:4] == ["case", "volfrac", "supports", "status"]
     assert [(r["volfrac"], r["supports"]) for r in rows] == [("0.3", "SS"), ("0.3", "CC"), ("0.5", "SS"), ("0.5", "CC")]
@@ -211,6 +212,9 @@ def _check_sweep_dir(sweep_dir: Path) -> list[dict]:
         run = sweep_dir / r["run_dir"]
         for name in ("summary.json", "run.json", "history.csv", "design.npz", "design.png", "convergence.png"):
             assert (run / name).is_file(), (run, name)
+        summary = json.loads((run / "summary.json").read_text())
+        assert float(r["grey_fraction"]) == pytest.approx(summary["grey_fraction"], rel=1e-9)
+        assert r["supports_joined"] == str(summary["supports_joined"])
     # clamped ends are stiffer than pinned ones; more material is stiffer and heavier
     by = {(r["volfrac"], r["supports"]): float(r["omega1"]) for r in rows}
     assert by[("0.3", "CC")] > by[("0.3", "SS")] and by[("0.5", "CC")] > by[("0.5", "SS")]

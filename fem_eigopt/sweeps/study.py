@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["table_rows", "table_columns", "write_table", "parameter_plots", "contact_sheet", "format_value"]
 
 #: columns after the parameters (ω/f columns are inserted after ``objective_name``)
-_TAIL = ("volume_fraction", "max_constraint", "evaluations", "optimizer_status", "wall_time_s", "run_dir", "message")
+_TAIL = ("volume_fraction", "grey_fraction", "supports_joined", "max_constraint", "evaluations", "optimizer_status",
+         "wall_time_s", "run_dir", "message")
 
 
 def format_value(v: Any) -> str:
@@ -71,6 +72,9 @@ def table_rows(cases: Sequence[Any], records: Mapping[str, dict], varying: Seque
         for j, f in enumerate(summary.get("frequencies_hz_final") or []):
             row[f"f{j + 1}"] = f
         row["volume_fraction"] = summary.get("volume_fraction")
+        # density designs: how crisp, and whether the solid holds the supports together
+        row["grey_fraction"] = summary.get("grey_fraction")
+        row["supports_joined"] = summary.get("supports_joined")
         row["max_constraint"] = summary.get("max_constraint")
         row["evaluations"] = summary.get("evaluations")
         row["optimizer_status"] = summary.get("status")
