@@ -141,20 +141,9 @@ class DesignEvaluator:
                 where = "objective" if i == 0 else f"constraints[{i - 1}]"
                 raise fail(problem.label, f"{where} is {r!r}; allowed: a fem_eigopt objective/constraint object")
 
-        design_map = DesignMap(mesh, design.passive_solid, design.passive_void, design.x_min,
-                               symmetry=tuple(design.symmetry))
         self.filter_radius = design.filter_radius or 1.5 * mean_element_size(mesh)
-        if design.filter == "density":
-            filt = DensityFilter(mesh, self.filter_radius)
-        elif design.filter == "helmholtz":
-            filt = HelmholtzFilter(mesh, self.filter_radius)
-        else:
-            filt = None
         self.beta = float(design.projection_beta)
-        projection = HeavisideProjection(self.beta, design.projection_eta) if self.beta > 0 else None
-        # With projection, x_min is mapped to ~0: keep physical densities above x_min.
-        self.chain = DensityChain.build(mesh, design_map, filt, projection,
-                                        floor=design.x_min if projection is not None else 0.0)
+        self.chain = self._density_chain()
 
         a = problem.analysis
         max_mode = max(r.max_mode for r in [self.objective] + self.constraints)
@@ -196,6 +185,22 @@ class DesignEvaluator:
             ErodedRealisation(self, backend) if robust and design.erosion > 0 else None)
 
     # ------------------------------------------------------------------ set-up
+    def _density_chain(self) -> DensityChain:
+        """Design map, filter and projection of the design at β = :attr:`beta`."""
+        design, mesh = self.design, self.problem.mesh
+        design_map = DesignMap(mesh, design.passive_solid, design.passive_void, design.x_min,
+                               symmetry=tuple(design.symmetry))
+        if design.filter == "density":
+            filt = DensityFilter(mesh, self.filter_radius)
+        elif design.filter == "helmholtz":
+            filt = HelmholtzFilter(mesh, self.filter_radius)
+        else:
+            filt = None
+        projection = HeavisideProjection(self.beta, design.projection_eta) if self.beta > 0 else None
+        # With projection, x_min is mapped to ~0: keep physical densities above x_min.
+        return DensityChain.build(mesh, design_map, filt, projection,
+                                  floor=design.x_min if projection is not None else 0.0)
+
     def initial_design(self) -> np.ndarray:
         """Starting density variables z0, shape (n_design,)."""
         return self.chain.design_map.initial(self.design.initial)
@@ -581,16 +586,21 @@ class ErodedRealisation(DesignEvaluator):
     """
 
     def __init__(self, parent: DesignEvaluator, backend: str | None = None) -> None:
+        self._parent = parent
         super().__init__(parent.problem, parent.model, backend, robust=False)
         design = parent.design
-        self.chain = replace(self.chain, projection=HeavisideProjection(
-            self.beta, design.projection_eta + design.erosion))
         kept = [r for r in parent.constraints if not isinstance(r, MATERIAL_RESPONSES)]
         if parent.objective.n_bounds == 0 and not kept:
             raise fail(parent.problem.label, f"design.erosion = {design.erosion!r} with objective "
                        f"{type(parent.objective).__name__} and no eigenvalue constraint; allowed: erosion "
                        "with a bound objective (MaxMinEigenvalues(method='bound'), MaxGap) or with constraints "
                        "besides the volume (the eroded design has to meet something)")
+
+    def _density_chain(self) -> DensityChain:
+        """The parent's design map and filter (not built again), projected at η + Δ."""
+        design = self.design
+        return replace(self._parent.chain, projection=HeavisideProjection(
+            self.beta, design.projection_eta + design.erosion))
 
     def adopt(self, objective: Response, constraints: list[Response], bound_slices: list[slice]) -> None:
         """Take copies of the parent's prepared ``objective`` and ``constraints`` (without the
