@@ -252,7 +252,8 @@ def write_run_pictures(run_dir: str | Path, problem, model, densities: np.ndarra
                        history: Sequence[Mapping[str, Any]] | None = None, *, evaluation: int | None = None,
                        beta: float | None = None, recorder: SnapshotRecorder | None = None,
                        coordinates: np.ndarray | None = None, initial_coordinates: np.ndarray | None = None,
-                       n_modes: int = 4, what: Iterable[str] = WHAT, vtu: bool = True) -> dict[str, Path]:
+                       n_modes: int = 4, what: Iterable[str] = WHAT, vtu: bool = True,
+                       void_modes: Iterable[int] | None = None) -> dict[str, Path]:
     """Write every picture of a finished (or stopped) run into ``run_dir``.
 
     A structure without supports has rigid-body modes (λ ≈ 0) first: ``modes.png`` and
@@ -287,6 +288,9 @@ def write_run_pictures(run_dir: str | Path, problem, model, densities: np.ndarra
         Subset of :data:`WHAT`; ``"design"`` includes ``design.vtu`` and ``shape.png``.
     vtu : bool
         Write ``design.vtu``.
+    void_modes : iterable of int, optional
+        1-based numbers of the local modes of the void, as the run's summary lists them; None:
+        found here from ``modes``.
 
     Returns
     -------
@@ -305,7 +309,7 @@ def write_run_pictures(run_dir: str | Path, problem, model, densities: np.ndarra
         _design_pictures(written, run_dir, problem, model, rho, shapes, evaluation, surface, coordinates,
                          initial_coordinates, vtu)
     if "modes" in what and shapes is not None and shapes.n:
-        void = _void_modes(problem, model, rho, modes)
+        void = _void_modes(problem, model, rho, modes) if void_modes is None else set(void_modes)
         _guard(written, "modes.png", lambda: _modes_png(run_dir / "modes.png", problem, model, rho, shapes,
                                                         n_modes, coordinates, surface, void))
     if "history" in what and history:

@@ -841,7 +841,8 @@ class _Session:
                  vectors=modes.vectors, beta=np.float64(ev.beta), **extra)
         write_run_pictures(run_dir, self.problem, ev.model, solved["rho"], modes, history,
                            evaluation=result.nfev, beta=ev.beta, recorder=self.recorder,
-                           coordinates=solved.get("X"), initial_coordinates=self.initial_coordinates)
+                           coordinates=solved.get("X"), initial_coordinates=self.initial_coordinates,
+                           void_modes=summary.get("void_modes"))
 
 
 def _continuation(problem: Problem) -> BetaContinuation | None:
