@@ -132,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
 # console
 
 
+def _bar_columns(*texts: str, bar_width: int | None = 40) -> list:
+    """rich progress columns of the run and sweep bars: the name, the bar, done/total, ``texts``,
+    the elapsed time and the time to go."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return [TextColumn("[bold]{task.description}"), BarColumn(bar_width=bar_width), MofNCompleteColumn(),
+            *(TextColumn(t) for t in texts), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+
+
 class ConsoleHandler(logging.Handler):
     """Log records to stderr; on a terminal, a rich progress display of a run.
 
@@ -160,14 +169,7 @@ class ConsoleHandler(logging.Handler):
     # -- progress display
     def _start(self, data: dict) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import Progress
         from rich.text import Text
 
         class _RunProgress(Progress):
@@ -181,9 +183,7 @@ class ConsoleHandler(logging.Handler):
 
         self._stop()
         console = Console(file=self.stream, stderr=True)
-        self.progress = _RunProgress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
-                                     MofNCompleteColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
-                                     TextColumn("ETA"), TimeRemainingColumn(),
+        self.progress = _RunProgress(*_bar_columns("elapsed", bar_width=None),
                                      console=console, transient=False, redirect_stdout=False,
                                      redirect_stderr=False, expand=True)
         self.task = self.progress.add_task(str(data.get("problem") or "run"), total=data.get("total"))
@@ -304,18 +304,9 @@ class SweepDisplay(logging.Handler):
             return
         if self.progress is None:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import Progress
 
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("running {task.fields[running]}  failed {task.fields[failed]}"),
-                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            self.progress = Progress(*_bar_columns("running {task.fields[running]}  failed {task.fields[failed]}"),
                                      console=Console(file=self.stream), transient=False)
             self.task = self.progress.add_task(data["label"], total=data["total"], running=0, failed=0)
             self.progress.start()
