@@ -9,6 +9,9 @@
 * Real signals: ``python -m fem_eigopt`` stopped by SIGINT, SIGTERM or SIGKILL (no stop
   checkpoint, the last periodic one) exits 130/143, leaves a loadable checkpoint, ``plot`` works
   on it, and ``--resume`` ends where the uninterrupted run ends; ``plot`` on the finished run.
+* One process per run directory: a second writer is refused while the run goes on, and
+  ``--resume`` while another process holds the directory's lock says so in one line, exit 2;
+  the lock of a killed process is gone.
 * Bad ``--resume`` targets: one line, exit 2.
 """
 
@@ -36,7 +39,7 @@ from fem_eigopt.cli import main
 from fem_eigopt.design.projection import BetaContinuation
 from fem_eigopt.errors import InputError
 from fem_eigopt.io.checkpoint import read_checkpoint, write_checkpoint
-from fem_eigopt.io.rundir import to_jsonable
+from fem_eigopt.io.rundir import DirectoryLock, to_jsonable
 from fem_eigopt.optimize.driver import minimize
 from fem_eigopt.optimize.mma import MMA
 from fem_eigopt.optimize.run import optimize, resume
@@ -220,6 +223,46 @@ def test_nlopt_resumed_run_continues_count_and_history(tmp_path, no_pictures, ca
     assert h[5].run == h[4].run + 1  # a new NLopt run ...
     assert h[5].f == state.run_best[1].f  # ... from the best point of the interrupted one
     assert [int(r["eval"]) for r in read_history(final.run_dir / "history.csv")] == list(range(1, 17))
+
+
+# ----------------------------------------------------------------------------------------------
+# one process per run directory
+
+HOLD_LOCK = ("import sys; from fem_eigopt.io.rundir import DirectoryLock; "
+             "held = DirectoryLock(sys.argv[1], 'run').acquire(); print('held', flush=True); sys.stdin.read()")
+
+
+def test_a_run_directory_is_written_by_one_process_at_a_time(reference, tmp_path, capsys, monkeypatch, no_pictures):
+    seen = []
+
+    def second_writer_then_stop(history):
+        if len(history) == 2:  # while the run goes on, nobody else may take its directory
+            run_dir = next(tmp_path.glob("*/*"))
+            with pytest.raises(InputError, match="in use by another process"):
+                DirectoryLock(run_dir, "run").acquire()
+            seen.append(run_dir)
+        if len(history) >= 4:
+            raise KeyboardInterrupt
+
+    run = optimize(_problem(), out_dir=tmp_path, settings=_settings("MMA"), progress=False,
+                   should_stop=second_writer_then_stop)
+    assert run.summary["status"] == "INTERRUPTED" and seen == [run.run_dir]
+    # the stopped run let its lock go; now another process holds it: --resume says so, in one line
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run.run_dir)], cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.chdir(REPO)
+        assert main(["--resume", str(run.run_dir)]) == 2
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"{run.run_dir}: in use by another process" in lines[0] and out == ""
+        assert read_checkpoint(run.run_dir)["status"] == "INTERRUPTED"  # untouched
+    finally:
+        holder.kill()  # SIGKILL: the operating system drops the lock of a process however it ends
+        holder.wait()
+    final = resume(run.run_dir, progress=False)
+    _assert_same(final.summary, reference.summary)
 
 
 # ----------------------------------------------------------------------------------------------

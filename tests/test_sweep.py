@@ -16,6 +16,7 @@ import pytest
 
 from fem_eigopt.cli import main as cli_main
 from fem_eigopt.errors import InputError
+from fem_eigopt.io.rundir import DirectoryLock
 from fem_eigopt.sweeps.command import add_sweep_parser, cmd_sweep
 from fem_eigopt.sweeps.runner import run_sweep
 from fem_eigopt.sweeps.spec import build_spec, draw_sample, expand_cases, load_sweep_file, parse_values
@@ -274,6 +275,9 @@ def test_interrupt_then_resume_runs_only_the_missing_cases(engine, process_sweep
     assert statuses[seen[0]] == "ok" and 1 <= len(not_ok) <= 3
     assert set(statuses.values()) <= {"ok", "interrupted", "missing"}
 
+    with DirectoryLock(first.sweep_dir, "sweep"):  # as another process still running the sweep
+        with pytest.raises(InputError, match=f"{first.sweep_dir}: in use by another process"):
+            run_sweep(resume=first.sweep_dir, progress=False)
     second = run_sweep(resume=first.sweep_dir, progress=False)
     assert not second.interrupted
     assert set(second.ran) == not_ok  # only what was missing

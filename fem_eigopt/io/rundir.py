@@ -5,6 +5,12 @@ flushed and fsynced, then moved over the target with :func:`os.replace`, so a cr
 never leaves a half-written file behind (a reader sees the old version or the new one). The files
 get the permissions the user's umask gives new files (``0o666 & ~umask``, e.g. 0644), not the
 0600 of :func:`tempfile.mkstemp`.
+
+One process writes a run (or sweep) directory at a time: :class:`DirectoryLock` holds the
+operating system's lock on the directory's ``.lock`` file while a run, a resume or a sweep writes
+there, so that a second ``--resume`` of a directory still in use is refused instead of two
+processes interleaving their checkpoints. The operating system drops the lock when its process
+ends, however it ends (a killed run leaves no stale lock behind).
 """
 
 from __future__ import annotations
@@ -22,10 +28,15 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from fem_eigopt.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "write_csv", "save_npz",
-           "new_run_directory", "to_jsonable", "current_umask"]
+           "new_run_directory", "to_jsonable", "current_umask", "DirectoryLock", "LOCK_NAME"]
+
+#: the lock file of a run or sweep directory (:class:`DirectoryLock`)
+LOCK_NAME = ".lock"
 
 
 def current_umask() -> int:
@@ -144,3 +155,59 @@ def new_run_directory(root: str | Path, problem_name: str, parameters: Mapping[s
         path = base / f"{stamp}-{digest}-{n}"
     path.mkdir(parents=True)
     return path
+
+
+class DirectoryLock:
+    """The lock of a run or sweep directory: held by the one process that writes there.
+
+    :meth:`acquire` does not wait: when another process holds the lock it raises an
+    :class:`InputError` naming the directory. Used as a context manager it is acquired on entry
+    (unless held already) and released on exit. The lock is the operating system's (``flock`` on
+    POSIX, via the ``filelock`` package), so it ends with its process, however that ends. On a
+    file system without locks the directory is used unlocked, with a warning.
+
+    Parameters
+    ----------
+    directory : str or Path
+        An existing run or sweep directory.
+    what : str
+        What the directory holds ("run", "sweep"), for the message.
+    """
+
+    def __init__(self, directory: str | Path, what: str) -> None:
+        from filelock import FileLock
+
+        self.directory, self.what = Path(directory), what
+        self._lock = FileLock(self.directory / LOCK_NAME, timeout=0)
+        self.held = False
+
+    def acquire(self) -> DirectoryLock:
+        """Take the lock now (a no-op when this object holds it already)."""
+        from filelock import Timeout
+
+        if self.held:
+            return self
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise InputError(f"{self.directory}: in use by another process (it holds {LOCK_NAME} there); "
+                             f"allowed: one process at a time per {self.what} directory: let that {self.what} "
+                             "end, or stop it, then resume") from None
+        except (OSError, NotImplementedError) as exc:
+            logger.warning("%s: cannot lock %s (%s); nothing stops a second process from writing there",
+                           self.directory, LOCK_NAME, exc)
+            return self
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        """Let the lock go (a no-op when it is not held)."""
+        if self.held:
+            self._lock.release()
+            self.held = False
+
+    def __enter__(self) -> DirectoryLock:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()

@@ -47,7 +47,9 @@ models); the warm-started iterative solvers (``"subspace"``, ``"amg"``) restart 
 results agree to the solver's tolerance, not bitwise. NLopt's internal state is out of reach: a
 resumed NLopt run starts a new NLopt run from the best design of the current stage (see
 :mod:`fem_eigopt.optimize.driver`). A finished run (any stop but INTERRUPTED, ERROR and
-FORCED_STOP) is not resumed.
+FORCED_STOP) is not resumed. The run, and then each resume, holds the lock of its directory
+(:class:`~fem_eigopt.io.rundir.DirectoryLock`): a ``--resume`` of a run still going (its status
+is RUNNING until it stops) is refused with one line instead of writing there too.
 
 Console and logging
 -------------------
@@ -95,7 +97,7 @@ from fem_eigopt.io.checkpoint import (
     restore_object_state,
     write_checkpoint,
 )
-from fem_eigopt.io.rundir import new_run_directory, save_npz, write_csv, write_json
+from fem_eigopt.io.rundir import DirectoryLock, new_run_directory, save_npz, write_csv, write_json
 from fem_eigopt.io.snapshots import SnapshotRecorder, snapshot_every, write_run_pictures
 from fem_eigopt.optimize.driver import (
     DriverState,
@@ -394,7 +396,8 @@ def optimize(problem: Problem, out_dir: str | Path | None = "results", max_eval:
         settings = replace(settings, max_eval=max_eval)
     with _run_log(run_log and out_dir is not None) as log_handler:
         session = _Session.fresh(problem, out_dir, settings, backend, progress, command_line, log_handler, t_start)
-        return session.run(should_stop)
+        with session.lock:
+            return session.run(should_stop)
 
 
 def resume(run_dir: str | Path, progress: bool = True, command_line: Sequence[str] | None = None,
@@ -424,11 +427,12 @@ def resume(run_dir: str | Path, progress: bool = True, command_line: Sequence[st
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory; allowed: a run directory "
                          "(results/<problem>/<stamp>-<hash>) with a checkpoint.pkl")
-    content = read_checkpoint(run_dir)
-    _check_resumable(run_dir, content)
-    with _run_log(run_log) as log_handler:
-        session = _Session.resumed(run_dir, content, progress, command_line, log_handler, t_start)
-        return session.run(should_stop)
+    with DirectoryLock(run_dir, "run"):  # not while the run (or another resume) still writes there
+        content = read_checkpoint(run_dir)
+        _check_resumable(run_dir, content)
+        with _run_log(run_log) as log_handler:
+            session = _Session.resumed(run_dir, content, progress, command_line, log_handler, t_start)
+            return session.run(should_stop)
 
 
 def _check_resumable(run_dir: Path, content: dict) -> None:
@@ -508,6 +512,7 @@ class _Session:
     Holds what lives around the optimiser: the evaluator, the β continuation and its stage, the
     snapshot recorder, the stage's best design, the progress table and the last state a
     checkpoint can be made of (:attr:`last`: the driver's state with the run's at that moment).
+    A fresh session holds the lock of its run directory (:attr:`lock`, released by ``with``).
     """
 
     def __init__(self, problem: Problem, settings: OptimizerSettings, evaluator, run_dir: Path | None,
@@ -532,6 +537,7 @@ class _Session:
         self.n_show = min(4, evaluator.n_modes)
         self.source_sha1 = _file_sha1(problem.source)  # a resume warns when the problem file changed
         self._warned: set[str] = set()
+        self.lock: contextlib.AbstractContextManager = contextlib.nullcontext()
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -545,17 +551,24 @@ class _Session:
         if settings.algorithm is None:
             # see OptimizerSettings.algorithm: our MMA for densities, NLopt's CCSA for shape parameters
             settings = replace(settings, algorithm="LD_MMA" if isinstance(evaluator, ShapeEvaluator) else "MMA")
-        run_dir = None
-        if out_dir is not None:
-            run_dir = new_run_directory(out_dir, problem.name or "problem", problem.parameters)
+        if out_dir is None:
+            session = cls(problem, settings, evaluator, None, backend, progress, t_start)
+            session.begin()
+            return session
+        run_dir = new_run_directory(out_dir, problem.name or "problem", problem.parameters)
+        lock = DirectoryLock(run_dir, "run").acquire()
+        try:
             if log_handler is not None:
                 log_handler.open(run_dir / "run.log")
             logger.info("run directory: %s", run_dir)
-        session = cls(problem, settings, evaluator, run_dir, backend, progress, t_start)
-        if run_dir is not None:
+            session = cls(problem, settings, evaluator, run_dir, backend, progress, t_start)
+            session.lock = lock
             write_json(run_dir / "run.json", session.run_json(provenance(evaluator, command_line)))
-        session.begin()
-        session.write_checkpoint("RUNNING", "started")
+            session.begin()
+            session.write_checkpoint("RUNNING", "started")
+        except BaseException:
+            lock.release()
+            raise
         return session
 
     @classmethod

@@ -12,7 +12,9 @@ A sweep directory ``<out>/<problem>/sweep-<stamp>-<hash>/`` holds
 * ``sweep.log`` — cases started, finished, failed.
 
 A resumed sweep runs the cases without a record, those interrupted, and those whose run
-directory has gone; cases that failed are kept unless ``rerun_failed``.
+directory has gone; cases that failed are kept unless ``rerun_failed``. While a sweep runs its
+cases it holds the lock of its directory (:class:`~fem_eigopt.io.rundir.DirectoryLock`): a second
+``--resume`` of it is refused, with one line, until the first one ends.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from fem_eigopt.errors import InputError
-from fem_eigopt.io.rundir import atomic_write_bytes, atomic_write_text, write_json
+from fem_eigopt.io.rundir import DirectoryLock, atomic_write_bytes, atomic_write_text, write_json
 from fem_eigopt.sweeps.spec import (
     Case,
     SampleSpec,
@@ -270,8 +272,6 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     InputError
         Bad settings, or a resume directory that is not a sweep.
     """
-    from fem_eigopt.sweeps.engines import make_engine, plan_threads
-
     if (spec is None) == (resume is None):
         raise InputError("sweep: give a spec or --resume SWEEP_DIR (one of them)")
     if resume is not None:
@@ -301,6 +301,15 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     if spec.workers is not None and spec.workers < 1:
         raise InputError(f"--workers {spec.workers}: allowed: an integer >= 1")
     varying = spec.varying
+    with DirectoryLock(sweep_dir, "sweep"):  # one process runs a sweep's cases at a time
+        return _logged_execute(spec, cases, sweep_dir, source_bytes, varying, rerun_failed=rerun_failed,
+                               max_eval=max_eval, progress=progress, callback=callback, resumed=resume is not None)
+
+
+def _logged_execute(spec: SweepSpec, cases: list[Case], sweep_dir: Path, source: bytes, varying: list[str],
+                    **options: Any) -> SweepResult:
+    """:func:`_execute` with the sweep's records also going to ``sweep.log``."""
+    from fem_eigopt.sweeps.engines import make_engine, plan_threads
 
     handler = logging.FileHandler(sweep_dir / "sweep.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -311,9 +320,8 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     if sweep_logger.getEffectiveLevel() > logging.INFO:
         sweep_logger.setLevel(logging.INFO)
     try:
-        return _execute(spec, cases, sweep_dir, source_bytes, varying, rerun_failed=rerun_failed, max_eval=max_eval,
-                        progress=progress, callback=callback, make_engine=make_engine, plan_threads=plan_threads,
-                        resumed=resume is not None)
+        return _execute(spec, cases, sweep_dir, source, varying, make_engine=make_engine, plan_threads=plan_threads,
+                        **options)
     finally:
         sweep_logger.removeHandler(handler)
         sweep_logger.setLevel(previous_level)
