@@ -14,6 +14,8 @@
 
 With ``DensityDesign.erosion`` the eroded realisation (:class:`ErodedRealisation`) repeats the
 steps for the design projected at η + Δ and appends its constraint rows to this evaluation's.
+The steps from the modes on (responses, Jacobian, the evaluation and its cache) are
+:class:`~fem_eigopt.optimize.evaluation.EvaluatorBase`'s, shared with the shape evaluator.
 
 One call computes the objective, every constraint and all their gradients; NLopt then asks for
 the objective and the constraints separately at the same point, and the optimiser wrapper serves
@@ -46,8 +48,9 @@ from fem_eigopt.design.projection import HeavisideProjection
 from fem_eigopt.errors import fail
 from fem_eigopt.fem.assembly import Model, build_model
 from fem_eigopt.optimize.driver import Evaluation
+from fem_eigopt.optimize.evaluation import EvaluatorBase
 from fem_eigopt.problem.definition import DensityDesign, Problem
-from fem_eigopt.responses.base import ModalState, Partials, Response, evaluate_responses, full_jacobian
+from fem_eigopt.responses.base import ModalState, Partials, Response
 from fem_eigopt.responses.volume import VolumeConstraint, VolumeLimit
 from fem_eigopt.sensitivity.eigenvalues import (
     cluster_increment_matrix,
@@ -95,7 +98,7 @@ def mode_weights(d_eigenvalues: np.ndarray, eigenvalues: np.ndarray, partials: l
     return weights
 
 
-class DesignEvaluator:
+class DesignEvaluator(EvaluatorBase):
     """Evaluate objective, constraints and gradients of a density design.
 
     Parameters
@@ -407,67 +410,23 @@ class DesignEvaluator:
         return vectors
 
     # ------------------------------------------------------------------ evaluation
-    def __call__(self, x: np.ndarray) -> Evaluation:
-        """Objective, constraints and gradients at ``x = [z, b]`` (cached on the bytes of x)."""
-        x = np.asarray(x, dtype=float)
-        key = x.tobytes() + np.float64(self.beta).tobytes()
-        if key == self._cache_key and self._cache is not None:
-            return self._cache
-        if not self._prepared:
-            self.start()
-        t_start = time.perf_counter()
-        z, b = x[: self.n_design], x[self.n_design:]
-        solves_before = self.solver.n_solves
-        solved = self.analyse(z)
-        fresh_solve = self.solver.n_solves != solves_before
-        state = solved["state"]
-        state.iteration = self.n_evaluations
-        modes: Modes = solved["modes"]
+    # __call__: EvaluatorBase's; the density-specific steps:
 
-        partials = evaluate_responses([self.objective] + self.constraints, self._bound_slices, state, b)
-        t_sens = time.perf_counter()
-        grads = self._gradients(solved, partials)
-        t_sens = time.perf_counter() - t_sens
-        full = full_jacobian(grads, partials, x.size)
-        # The objective's first item is the objective; its other items (bound formulation) are
-        # constraints that belong to it.
-        f = float(partials[0].value)
-        g = np.array([p.value for p in partials[1:]], dtype=float)
-        self.constraint_names = [p.name for p in partials[1:]]
+    def _design_info(self, solved: dict[str, Any]) -> dict[str, Any]:
+        vf, _ = self.chain.volume_fraction(solved["rho"])
+        return {"volume_fraction": vf}
+
+    def _appended_rows(self, x: np.ndarray, info: dict[str, Any]) -> Evaluation | None:
+        """The eroded realisation's rows (robust formulation), its ω and time in ``info``."""
         eroded = self._eroded_rows(x)
         if eroded is not None:
-            g = np.concatenate([g, eroded.g])
-            full = np.vstack([full, eroded.jac])
             self.constraint_names += [f"eroded_{name}" for name in self.eroded.constraint_names]
-        vf, _ = self.chain.volume_fraction(solved["rho"])
-        timings = dict(solved["timings"])
-        timings["sensitivities"] = t_sens
-        # The forward solve may have run before this call (start() or a cached design); count it once.
-        timings["evaluation"] = time.perf_counter() - t_start + (0.0 if fresh_solve else sum(
-            v for k, v in solved["timings"].items() if k in ("filter", "assembly", "modal")))
-        info = {
-            "eigenvalues": modes.eigenvalues.copy(),
-            "omega": modes.omega.copy(),
-            "frequencies_hz": modes.frequencies_hz.copy(),
-            "clusters": [list(c) for c in modes.clusters],
-            "volume_fraction": vf,
-            "beta": self.beta,
-            "timings": timings,
-        }
-        if "tracked_modes" in state.info:
-            info["tracked_modes"] = state.info.pop("tracked_modes")
-        if eroded is not None:
             info["eroded_omega"] = eroded.info["omega"]
-            timings["eroded"] = eroded.info["timings"]["evaluation"]
-            timings["evaluation"] += timings["eroded"]
-        merit = bound_merit(f, full[0, self.n_design:], g, full[1:, self.n_design:])
-        if merit is not None:
-            info["merit"] = merit
-        ev = Evaluation(f=f, grad=full[0], g=g, jac=full[1:], info=info)
-        self._cache_key, self._cache = key, ev
-        self._previous_rho = solved["rho"].copy()
-        self.n_evaluations += 1
-        return ev
+            info["timings"]["eroded"] = eroded.info["timings"]["evaluation"]
+        return eroded
+
+    def _evaluated(self, solved: dict[str, Any]) -> None:
+        self._previous_rho = solved["rho"].copy()  # the design change that aligns the next clusters
 
     def _eroded_rows(self, x: np.ndarray) -> Evaluation | None:
         """The eroded realisation's evaluation at ``x`` (None without erosion); its ``g`` and
@@ -516,49 +475,6 @@ class DesignEvaluator:
                 d_rho[:, r] += p.d_densities
         pull = solved["pull"]
         return np.stack([pull(d_rho[:, r]) for r in range(R)]) if R else np.zeros((0, self.n_design))
-
-
-def bound_merit(f: float, df_db: np.ndarray, g: np.ndarray, dg_db: np.ndarray) -> tuple[float, float] | None:
-    """Objective and largest constraint with each bound variable moved to its best feasible value.
-
-    In a bound formulation (max b s.t. b ≤ λ_j/λ_ref, Du & Olhoff 2007) the bound variable b lags
-    behind the eigenvalues during a run: a point with a good design but b slightly too high is
-    infeasible by the letter, and f = −b says more about b's history than about the design. The
-    responses are linear in b, so moving b_k to the value that makes its tightest constraint
-    active gives the design's own objective exactly: δ_k = −max_r g_r/c_rk over the rows r with
-    c_rk = ∂g_r/∂b_k > 0, f ← f + (∂f/∂b_k) δ_k, g_r ← g_r + c_rk δ_k.
-
-    Parameters
-    ----------
-    f : float
-        Objective.
-    df_db : ndarray (n_bounds,)
-        ∂f/∂b.
-    g : ndarray (m,)
-        Constraints.
-    dg_db : ndarray (m, n_bounds)
-        ∂g/∂b.
-
-    Returns
-    -------
-    (float, float) or None
-        The objective and max constraint at the moved bounds; None without bound variables, or
-        when a bound variable is not of the "b below its constraints, objective decreasing in b"
-        kind (or shares a row with another), which this rule does not cover.
-    """
-    if df_db.size == 0:
-        return None
-    g = g.astype(float).copy()
-    shared = np.count_nonzero(dg_db, axis=1) > 1
-    for k in range(df_db.size):
-        rows = np.flatnonzero(dg_db[:, k])
-        c = dg_db[rows, k]
-        if rows.size == 0 or np.any(c <= 0) or np.any(shared[rows]) or not df_db[k] < 0:
-            return None
-        delta = -float(np.max(g[rows] / c))
-        f += float(df_db[k]) * delta
-        g[rows] += c * delta
-    return float(f), float(g.max()) if g.size else -np.inf
 
 
 MATERIAL_RESPONSES = (VolumeConstraint, VolumeLimit)

@@ -35,6 +35,8 @@ refused when the :class:`~fem_eigopt.problem.definition.Problem` is built
 The public interface is the one of :class:`~fem_eigopt.optimize.evaluator.DesignEvaluator`
 (``__call__(x) -> Evaluation``, ``start``, ``analyse``, ``last_analysis``, ``n_design``, ``solver``
 …), so the driver and the gradient check take either; :func:`make_evaluator` picks by the design.
+Both are :class:`~fem_eigopt.optimize.evaluation.EvaluatorBase`: the steps after the analysis
+(responses, Jacobian, the evaluation and its cache) are one piece of code.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ from fem_eigopt.fem.geometry import (
     volume_coordinate_gradient,
 )
 from fem_eigopt.optimize.driver import Evaluation
-from fem_eigopt.optimize.evaluator import bound_merit
+from fem_eigopt.optimize.evaluation import REPORTED, EvaluatorBase
 from fem_eigopt.problem.definition import Problem, ShapeDesign
-from fem_eigopt.responses.base import ModalState, Partials, Response, evaluate_responses, full_jacobian
+from fem_eigopt.responses.base import ModalState, Partials, Response
 from fem_eigopt.sensitivity.shape import eigenvector_coordinate_gradient
 from fem_eigopt.solvers.auto import make_modal_solver
 from fem_eigopt.solvers.base import EigenSolver
@@ -68,9 +70,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ShapeEvaluator", "make_evaluator", "mode_displacements", "refined_analysis", "shape_summary"]
 
-#: keys a response may put into ``ModalState.info`` that are copied into the evaluation's info
-_REPORTED = ("tracked_modes", "tuning_cents", "tuning_frequencies_hz", "tuning_targets_hz", "tuning_modes",
-             "keep_away_cents", "keep_away_mode")
 
 
 def make_evaluator(problem: Problem, model: Model | None = None, backend: str | None = None):
@@ -93,7 +92,7 @@ def make_evaluator(problem: Problem, model: Model | None = None, backend: str | 
     return DesignEvaluator(problem, model=model, backend=backend)
 
 
-class ShapeEvaluator:
+class ShapeEvaluator(EvaluatorBase):
     """Evaluate objective, constraints and gradients of a shape design.
 
     Parameters
@@ -322,56 +321,11 @@ class ShapeEvaluator:
         return self._solved
 
     # ------------------------------------------------------------------ evaluation
-    def __call__(self, x: np.ndarray) -> Evaluation:
-        """Objective, constraints and gradients at ``x = [p, b]`` (cached on the bytes of x)."""
-        x = np.asarray(x, dtype=float)
-        key = x.tobytes()
-        if key == self._cache_key and self._cache is not None:
-            return self._cache
-        if not self._prepared:
-            self.start()
-        t_start = time.perf_counter()
-        z, b = x[: self.n_design], x[self.n_design:]
-        solves_before = self.solver.n_solves
-        solved = self.analyse(z)
-        fresh_solve = self.solver.n_solves != solves_before
-        state: ModalState = solved["state"]
-        state.iteration = self.n_evaluations
-        state.info.clear()
-        modes: Modes = solved["modes"]
-        partials = evaluate_responses([self.objective] + self.constraints, self._bound_slices, state, b)
-        t_sens = time.perf_counter()
-        grads = self._gradients(solved, partials)
-        t_sens = time.perf_counter() - t_sens
-        full = full_jacobian(grads, partials, x.size)
-        f = float(partials[0].value)
-        g = np.array([part.value for part in partials[1:]], dtype=float)
-        self.constraint_names = [part.name for part in partials[1:]]
-        timings = dict(solved["timings"])
-        timings["sensitivities"] = t_sens
-        timings["evaluation"] = time.perf_counter() - t_start + (0.0 if fresh_solve else sum(
-            v for k, v in solved["timings"].items() if k in ("assembly", "modal")))
-        info = {
-            "eigenvalues": modes.eigenvalues.copy(),
-            "omega": modes.omega.copy(),
-            "frequencies_hz": modes.frequencies_hz.copy(),
-            "clusters": [list(c) for c in modes.clusters],
-            "volume_fraction": solved["volume"] / self.reference_volume,
-            "volume": solved["volume"],
-            "beta": 0.0,
-            "parameters": solved["p"].copy(),
-            "timings": timings,
-        }
-        for k in _REPORTED:
-            if k in state.info:
-                info[k] = state.info[k]
-        merit = bound_merit(f, full[0, self.n_design:], g, full[1:, self.n_design:])
-        if merit is not None:
-            info["merit"] = merit
-        ev = Evaluation(f=f, grad=full[0], g=g, jac=full[1:], info=info)
-        self._cache_key, self._cache = key, ev
-        self.n_evaluations += 1
-        return ev
+    # __call__: EvaluatorBase's; the shape-specific steps:
+
+    def _design_info(self, solved: dict[str, Any]) -> dict[str, Any]:
+        return {"volume_fraction": solved["volume"] / self.reference_volume, "volume": solved["volume"],
+                "parameters": solved["p"].copy()}
 
     def _gradients(self, solved: dict[str, Any], partials: list[Partials]) -> np.ndarray:
         """d(value)/dz for every partial, shape (n_partials, n_design)."""
@@ -498,7 +452,7 @@ def refined_analysis(problem: Problem, parameters: np.ndarray, refine: int = 1,
     x0, _, _ = evaluator.start()
     ev = evaluator(x0)
     out = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in ev.info.items()
-           if k in _REPORTED and k != "tracked_modes"}
+           if k in REPORTED and k != "tracked_modes"}
     out.update({
         "frequencies_hz": ev.info["frequencies_hz"].tolist(),
         "objective": float(ev.f),
@@ -561,7 +515,7 @@ def shape_summary(evaluator: ShapeEvaluator, final: Evaluation, initial: Evaluat
     if initial is not None:
         out["parameters_initial"] = _jsonable(initial.info["parameters"])
         out["volume_initial_m3"] = float(initial.info["volume"])
-    for k in _REPORTED:
+    for k in REPORTED:
         if k in info and k != "tracked_modes":  # per evaluation: the history's business
             out[k] = _jsonable(info[k])
     if refine:
