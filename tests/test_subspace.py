@@ -16,6 +16,7 @@ from fem_eigopt.problem.loading import load_problem
 from fem_eigopt.sensitivity.gradcheck import check_evaluator
 from fem_eigopt.solvers.auto import SUBSPACE_MIN_DOFS_2D, make_modal_solver
 from fem_eigopt.solvers.lanczos import ModalSolver
+from fem_eigopt.solvers.modes import Modes
 from fem_eigopt.solvers.subspace import SubspaceModalSolver
 
 REPO = Path(__file__).resolve().parents[1]
@@ -249,11 +250,27 @@ def test_incomplete_cluster_warning_only_for_modes_someone_asked_for(caplog):
         quiet.solve(K, M)
     assert caplog.text == ""
     base = load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "10", "ny": "3", "nz": "3", "n_bound": "3"})
-    for n_modes, warns in ((3, False), (6, True)):  # the bound formulation uses modes 1-3
+    for n_modes in (3, 6):  # the bound formulation uses modes 1-3
         problem = dataclasses.replace(base, analysis=dataclasses.replace(base.analysis, n_modes=n_modes))
         evaluator = DesignEvaluator(problem)
-        assert evaluator.n_modes == max(n_modes, 4)
-        assert evaluator.solver.warn_incomplete_cluster is warns
+        assert evaluator.n_modes == max(n_modes, 4) and evaluator.max_mode == 3
+        assert evaluator.solver.warn_incomplete_cluster is False  # the evaluator judges instead
+
+
+@pytest.mark.parametrize("cluster, warns", [((4, 5), False), ((2, 3, 4, 5), True), ((3, 4, 5), False)],
+                         ids=["unused-modes-5-6", "used-mode-3", "from-mode-4"])
+def test_evaluator_warns_only_when_a_used_mode_s_cluster_is_cut(cluster, warns, caplog):
+    """Six modes computed, the responses use modes 1-3: a cluster cut at the sixth mode matters
+    only when it holds one of them (indices are 0-based)."""
+    problem = load_problem(REPO / "problems" / "cantilever3d.py", {"nx": "4", "ny": "2", "nz": "2", "n_bound": "3"})
+    evaluator = DesignEvaluator(problem)
+    modes = Modes(eigenvalues=np.arange(1.0, 7.0), vectors=np.zeros((2, 6)), clusters=[cluster], cut_cluster=True)
+    with caplog.at_level("WARNING", logger="fem_eigopt.optimize"):
+        evaluator._check_used_cluster(modes)
+        evaluator._check_used_cluster(modes)  # once per run
+    assert caplog.text.count("the cluster is cut") == (1 if warns else 0)
+    if warns:
+        assert "modes 3 to 6 and the next one are a cluster" in caplog.text and "use mode 3" in caplog.text
 
 
 def test_factory_choices():

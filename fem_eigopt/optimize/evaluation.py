@@ -16,6 +16,7 @@ the points of a bound formulation by their design rather than by the lagging bou
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -24,6 +25,8 @@ import numpy as np
 from fem_eigopt.optimize.driver import Evaluation
 from fem_eigopt.responses.base import ModalState, Partials, evaluate_responses, full_jacobian
 from fem_eigopt.solvers.modes import Modes
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["EvaluatorBase", "Evaluation", "bound_merit", "REPORTED"]
 
@@ -43,7 +46,8 @@ class EvaluatorBase:
     (with its ``n_solves`` counter), ``beta``, ``n_evaluations = 0``, ``constraint_names = []``,
     ``_prepared``, ``_cache_key = _cache = None``; and it implements ``start()``,
     ``analyse(z) -> dict`` (with ``modes``, ``state`` and ``timings`` among its entries) and
-    ``_gradients(solved, partials)``, shape (n_partials, n_design). It may override
+    ``_gradients(solved, partials)``, shape (n_partials, n_design); ``max_mode`` is the highest
+    mode a response uses (1-based). It may override
     :meth:`_design_info`, :meth:`_appended_rows` and :meth:`_evaluated`.
     """
 
@@ -60,6 +64,7 @@ class EvaluatorBase:
         solves_before = self.solver.n_solves
         solved = self.analyse(z)
         fresh_solve = self.solver.n_solves != solves_before
+        self._check_used_cluster(solved["modes"])
         state: ModalState = solved["state"]
         state.iteration = self.n_evaluations
         state.info.clear()  # what the responses report is of this evaluation only
@@ -94,6 +99,21 @@ class EvaluatorBase:
         self._evaluated(solved)
         self.n_evaluations += 1
         return ev
+
+    def _check_used_cluster(self, modes: Modes) -> None:
+        """Warn, once, when a cluster of equal eigenvalues holds a mode the responses use and goes
+        on beyond the modes computed: its basis, and with it the generalised gradients, are then
+        incomplete. A cut cluster of modes no response uses is only reported modes."""
+        if not modes.cut_cluster or getattr(self, "_warned_cut_cluster", False):
+            return
+        last = modes.eigenvalues.size - 1
+        lowest = min((min(c) for c in modes.clusters if last in c), default=last)
+        if lowest < self.max_mode:
+            logger.warning("modes %d to %d and the next one are a cluster (λ ≈ %.6g) and the responses use mode %d: "
+                           "the cluster is cut, its gradients incomplete; allowed: more modes, "
+                           "Analysis(n_modes=...) above the cluster", lowest + 1, last + 1,
+                           float(modes.eigenvalues[last]), self.max_mode)
+            self._warned_cut_cluster = True
 
     def _modal_info(self, modes: Modes) -> dict[str, Any]:
         return {"eigenvalues": modes.eigenvalues.copy(), "omega": modes.omega.copy(),

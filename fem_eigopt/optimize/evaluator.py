@@ -159,12 +159,11 @@ class DesignEvaluator(EvaluatorBase):
         # complete); the others are only reported.
         self.solver: EigenSolver = make_modal_solver(self.n_modes, a, backend=backend, model=self.model, repeated=True,
                                         accurate_modes=max_mode)
-        if self.n_modes > a.n_modes:
-            # The last mode was added here only to see whether mode `max_mode`'s cluster is
-            # complete; whether its own cluster continues beyond it concerns no response (the
-            # warning "ask for more modes" was logged at every evaluation of the 3D pyMOTO problem,
-            # whose 4th and 5th modes are a pair, while the responses use modes 1-3).
-            self.solver.warn_incomplete_cluster = False
+        self.max_mode = max_mode
+        # Whether the last mode's cluster continues beyond it matters only when that cluster holds
+        # a mode the responses use: EvaluatorBase warns then, not the solver at every cut cluster
+        # (the symmetric beam's unused modes 3-6 are one cluster with mode 7).
+        self.solver.warn_incomplete_cluster = False
         self.n_design = self.chain.n_active
         self._bound_slices: list[slice] = []
         start = 0

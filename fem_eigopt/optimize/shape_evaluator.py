@@ -150,8 +150,8 @@ class ShapeEvaluator(EvaluatorBase):
                        f"{self.model.n_free} free dofs")
         self.solver: EigenSolver = make_modal_solver(self.n_modes, a, backend=backend, model=self.model,
                                                      repeated=True, accurate_modes=max_mode)
-        if self.n_modes > a.n_modes:
-            self.solver.warn_incomplete_cluster = False
+        self.max_mode = max_mode
+        self.solver.warn_incomplete_cluster = False  # EvaluatorBase warns when it matters
         self.n_design = self.design.n_params
         self.lower_p, self.upper_p = design.bounds()
         finite = np.isfinite(self.lower_p) & np.isfinite(self.upper_p) & (self.upper_p > self.lower_p)
