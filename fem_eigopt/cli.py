@@ -475,7 +475,9 @@ def summary_text(summary: dict, run_dir: Path | None) -> str:
               f"{summary['wall_time_s']:.1f} s — {summary['message']}"),
              f"objective {summary['objective_name']} = {summary['objective']:.8g}"
              + ("" if summary.get("max_constraint") is None else f", max constraint {summary['max_constraint']:.3g}")
-             + f", volume fraction {summary['volume_fraction']:.4f}, β {summary['beta']:g}",
+             + f", volume fraction {summary['volume_fraction']:.4f}"
+             + ("" if summary.get("grey_fraction") is None else f", grey {100 * summary['grey_fraction']:.1f} %")
+             + f", β {summary['beta']:g}",
              f"{'mode':>4}  {'ω initial [rad/s]':>18}  {'ω final [rad/s]':>16}  {'f final [Hz]':>13}"]
     void = set(summary.get("void_modes", ()))
     for i, (w0, w1, f1) in enumerate(zip(summary["omega_initial"], summary["omega_final"],

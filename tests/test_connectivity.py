@@ -108,6 +108,8 @@ def test_the_printed_summary_says_when_the_design_falls_apart():
     joined = summary_text(dict(base, solid_pieces=1, supports_joined=True, floating_solid_fraction=0.0,
                                grey_fraction=0.01), None)
     assert "join" not in joined and "floats" not in joined
+    assert ", volume fraction 0.5000, grey 1.0 %, β 1" in joined.splitlines()[1]
+    assert "grey" not in summary_text(base, None)  # no grey fraction: a shape design
     grey = summary_text(dict(base, solid_pieces=3, supports_joined=False, floating_solid_fraction=0.25,
                              grey_fraction=0.3), None)
     assert "join" not in grey and "floats" not in grey  # a grey design's solid part is noise
