@@ -15,7 +15,7 @@ from fem_eigopt.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_sweep_parser", "configure_sweep_parser", "cmd_sweep", "main"]
+__all__ = ["add_sweep_parser", "build_parser", "configure_sweep_parser", "cmd_sweep"]
 
 EPILOG = """\
 examples:
