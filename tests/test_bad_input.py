@@ -154,10 +154,17 @@ def test_broken_pipe_ends_quietly():
     assert err == ""
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that must stop on SIGINT: a shell that starts the tests in the
+    background makes them ignore SIGINT, the children inherit that, and a Python started with
+    SIGINT ignored never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_until_evaluating(tmp_path: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "fem_eigopt", BEAM, "--set", *TINY, "max_eval=100000",
                              "beta=0", "--out", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait for the third evaluation row on stderr
         line = proc.stderr.readline()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bad_input import default_sigint
 from test_optimizer import analytic, max_min
 
 import fem_eigopt.optimize.run as run_module
@@ -295,7 +296,7 @@ def beam_mma(tmp_path_factory):
 def _stopped_subprocess(problem: Path, out: Path, sig: int) -> subprocess.CompletedProcess:
     """``python -m fem_eigopt PROBLEM`` sent ``sig`` once it logged its fifth evaluation."""
     proc = subprocess.Popen([sys.executable, "-m", "fem_eigopt", str(problem), "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
