@@ -28,7 +28,7 @@ from fem_eigopt.optimize.driver import (
     OptimizerSettings,
     minimize,
 )
-from fem_eigopt.optimize.mma import MMA, Subproblem, dual_subsolve, subsolve
+from fem_eigopt.optimize.mma import MMA, STILL, Subproblem, dual_subsolve, subsolve
 
 MMA_SETTINGS = analytic(algorithm="MMA")
 
@@ -125,6 +125,24 @@ def test_asymptotes_follow_svanberg_rules():
     opt.step(xs[-1], ev.f, ev.grad, ev.g, ev.jac)
     np.testing.assert_allclose(opt.upp - xs[-1], 0.5 * rng)
     np.testing.assert_allclose(xs[-1] - opt.low, 0.5 * rng)
+
+
+def test_steps_of_rounding_size_leave_the_asymptotes_alone():
+    """A variable whose steps are of rounding size keeps its asymptote distance (γ = 1) whatever
+    their signs; one that oscillates by a real step has it shrunk (×0.7), one that keeps going
+    grown (×1.2). Iterates are given, not taken from the steps, to set the step signs."""
+    evaluate, _, _ = beam(3)
+    opt = MMA(3, 1, 1e-3, 10.0)
+    rng = 10.0 - 1e-3
+    wiggle = 1e-3 * STILL * rng  # the rounding of an iterate near 5
+    xs = [np.array([5.0, 5.0, 5.0]), np.array([5.0 + wiggle, 5.5, 5.5]), np.array([5.0 - wiggle, 5.0, 6.0])]
+    for x in xs:
+        ev = evaluate(x)
+        low_before, upp_before = opt.low.copy(), opt.upp.copy()
+        opt.step(x, ev.f, ev.grad, ev.g, ev.jac)
+    gamma = np.array([1.0, 0.7, 1.2])
+    np.testing.assert_allclose(xs[2] - opt.low, gamma * (xs[1] - low_before), rtol=1e-12)
+    np.testing.assert_allclose(opt.upp - xs[2], gamma * (upp_before - xs[1]), rtol=1e-12)
 
 
 def test_fixed_variables_stay_fixed():

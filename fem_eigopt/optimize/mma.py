@@ -17,8 +17,9 @@ note, written here from its formulas:
 * **asymptotes**: in the first two iterations ``l = x − s₀``, ``u = x + s₀`` with
   ``s₀ = asyinit·(x_max − x_min)`` (asyinit 0.5); afterwards ``l = x − γ (x⁽ᵏ⁻¹⁾ − l⁽ᵏ⁻¹⁾)``,
   ``u = x + γ (u⁽ᵏ⁻¹⁾ − x⁽ᵏ⁻¹⁾)`` per variable with γ = 1.2 (asyincr) where the last two steps
-  had the same sign, 0.7 (asydecr) where they oscillated, 1 otherwise, and the distances
-  ``x − l``, ``u − x`` kept within ``[0.01, 10]·(x_max − x_min)``;
+  had the same sign, 0.7 (asydecr) where they oscillated, 1 otherwise — also where either step
+  was shorter than :data:`STILL` times the variable's range — and the distances ``x − l``,
+  ``u − x`` kept within ``[0.01, 10]·(x_max − x_min)``;
 * **step bounds** ``α = max(x_min, l + albefa (x − l), x − move (x_max − x_min))`` and
   ``β = min(x_max, u − albefa (u − x), x + move (x_max − x_min))`` (albefa 0.1): the move limit is a
   fraction of each variable's range;
@@ -42,6 +43,14 @@ note, written here from its formulas:
   (coefficients of 1e14 next to the asymptote after a step onto a 1/x³ wall) it lies below the
   rounding floor, so an ε level also ends when its last 10 Newton steps reduced the residual by
   less than 10 % in total, instead of spending its 200 steps.
+
+Steps shorter than :data:`STILL` of the range (our addition to Svanberg's rule). A variable the
+optimisation no longer moves — a density held at 0 or 1 by a sharp projection, whose gradient is
+some 1e-14 — still takes steps of that size, and their signs are the rounding of the machine:
+under the plain rule its asymptotes shrink (×0.7) or grow (×1.2) at random, and when the variable
+matters again its step is what that random walk left. Measured on the Du & Olhoff CC beam, a
+start perturbed by 1e-12 then ended anywhere between 94.3 % and 98.8 % of the published optimum
+(six seeds); with such steps counted as none, within 95.6–95.8 % (docs/du-olhoff.md).
 
 Unlike NLopt's ``LD_MMA`` (the globally convergent CCSA variant of Svanberg 2002, which repeats
 an iteration with a more conservative approximation until it is conservative, so that an
@@ -76,11 +85,15 @@ from typing import Literal, Optional, Union
 
 import numpy as np
 
-__all__ = ["MMA", "Subproblem", "SubproblemSolution", "dual_subsolve", "subsolve"]
+__all__ = ["MMA", "STILL", "Subproblem", "SubproblemSolution", "dual_subsolve", "subsolve"]
 
 logger = logging.getLogger(__name__)
 
 ArrayLike = Union[float, np.ndarray]
+
+#: steps shorter than this fraction of a variable's range count as none in the asymptote update:
+#: far above rounding (1e-16), far below a step that moves a design (1e-4 and more)
+STILL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -776,7 +789,10 @@ class MMA:
             low, upp = xf - dist, xf + dist
         else:
             old1, old2 = self.xold1[j], self.xold2[j]
-            trend = (xf - old1) * (old1 - old2)
+            # a step of rounding size is no trend (see "Steps shorter than STILL" above)
+            still = STILL * rng
+            step1, step2 = xf - old1, old1 - old2
+            trend = np.where((np.abs(step1) <= still) | (np.abs(step2) <= still), 0.0, step1 * step2)
             gamma = np.where(trend > 0, self.asyincr, np.where(trend < 0, self.asydecr, 1.0))
             low = np.clip(xf - gamma * (old1 - self.low[j]), xf - self.asymax * rng, xf - self.asymin * rng)
             upp = np.clip(xf + gamma * (self.upp[j] - old1), xf + self.asymin * rng, xf + self.asymax * rng)
