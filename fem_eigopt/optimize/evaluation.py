@@ -51,6 +51,8 @@ class EvaluatorBase:
     :meth:`_design_info`, :meth:`_appended_rows` and :meth:`_evaluated`.
     """
 
+    _warned_cut_cluster = False  # the warning of _check_used_cluster is given once per evaluator
+
     def __call__(self, x: np.ndarray) -> Evaluation:
         """Objective, constraints and gradients at ``x = [z, b]`` (cached on the bytes of x and β)."""
         x = np.asarray(x, dtype=float)
@@ -104,7 +106,7 @@ class EvaluatorBase:
         """Warn, once, when a cluster of equal eigenvalues holds a mode the responses use and goes
         on beyond the modes computed: its basis, and with it the generalised gradients, are then
         incomplete. A cut cluster of modes no response uses is only reported modes."""
-        if not modes.cut_cluster or getattr(self, "_warned_cut_cluster", False):
+        if not modes.cut_cluster or self._warned_cut_cluster:
             return
         last = modes.eigenvalues.size - 1
         lowest = min((min(c) for c in modes.clusters if last in c), default=last)
