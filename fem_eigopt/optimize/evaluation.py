@@ -22,8 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from fem_eigopt.errors import fail
 from fem_eigopt.optimize.driver import Evaluation
-from fem_eigopt.responses.base import ModalState, Partials, evaluate_responses, full_jacobian
+from fem_eigopt.problem.definition import Problem
+from fem_eigopt.responses.base import ModalState, Partials, Response, evaluate_responses, full_jacobian
+from fem_eigopt.solvers.auto import make_modal_solver
+from fem_eigopt.solvers.base import EigenSolver
 from fem_eigopt.solvers.modes import Modes
 
 logger = logging.getLogger(__name__)
@@ -41,17 +45,53 @@ _ANALYSIS_STAGES = ("filter", "assembly", "modal")
 class EvaluatorBase:
     """Objective, constraints and gradients from a design's modes; the subclass analyses.
 
-    A subclass sets, before the first call: ``objective`` and ``constraints`` (responses),
-    ``_bound_slices`` (each response's slice of the bound variables b), ``n_design``, ``solver``
-    (with its ``n_solves`` counter), ``beta``, ``n_evaluations = 0``, ``constraint_names = []``,
-    ``_prepared``, ``_cache_key = _cache = None``; and it implements ``start()``,
+    A subclass calls :meth:`_set_responses` (``objective``, ``constraints``, ``_bound_slices``)
+    and :meth:`_set_modal_solver` (``solver``, ``n_modes``, ``max_mode``), and sets, before the
+    first call: ``n_design``, ``beta``, ``n_evaluations = 0``, ``constraint_names = []``,
+    ``_prepared``, ``_cache_key = _cache = None``; it implements ``start()``,
     ``analyse(z) -> dict`` (with ``modes``, ``state`` and ``timings`` among its entries) and
-    ``_gradients(solved, partials)``, shape (n_partials, n_design); ``max_mode`` is the highest
-    mode a response uses (1-based). It may override
+    ``_gradients(solved, partials)``, shape (n_partials, n_design). It may override
     :meth:`_design_info`, :meth:`_appended_rows` and :meth:`_evaluated`.
     """
 
     _warned_cut_cluster = False  # the warning of _check_used_cluster is given once per evaluator
+
+    def _set_responses(self, problem: Problem) -> None:
+        """``objective`` and ``constraints`` from ``problem`` (anything but a response is refused),
+        each response's slice of the bound variables and their number ``n_bounds``."""
+        self.objective: Response = problem.objective
+        self.constraints: list[Response] = list(problem.constraints)
+        for i, r in enumerate([self.objective] + self.constraints):
+            if not isinstance(r, Response):
+                where = "objective" if i == 0 else f"constraints[{i - 1}]"
+                raise fail(problem.label, f"{where} is {r!r}; allowed: a fem_eigopt objective/constraint object")
+        self._bound_slices: list[slice] = []
+        start = 0
+        for r in [self.objective] + self.constraints:
+            self._bound_slices.append(slice(start, start + r.n_bounds))
+            start += r.n_bounds
+        self.n_bounds = start
+
+    def _set_modal_solver(self, problem: Problem, backend: str | None) -> None:
+        """``n_modes``, ``max_mode`` and the eigen ``solver`` for the responses (after :meth:`_set_responses`).
+
+        One mode beyond the highest a response uses is computed, so that a cluster it belongs
+        to is seen complete. Modes up to ``max_mode`` are differentiated and must be accurate
+        (iterative solvers add what they need to see whether the last one's cluster is
+        complete); the others are only reported. Whether the last mode's cluster continues
+        beyond it matters only when that cluster holds a used mode: :meth:`_check_used_cluster`
+        warns then, not the solver at every cut cluster (the symmetric beam's unused modes 3-6
+        are one cluster with mode 7).
+        """
+        analysis = problem.analysis
+        self.max_mode = max(r.max_mode for r in [self.objective] + self.constraints)
+        self.n_modes = max(analysis.n_modes, self.max_mode + 1)
+        if self.n_modes >= self.model.n_free:
+            raise fail(problem.label, f"the responses need {self.n_modes} modes; allowed: fewer than the "
+                       f"{self.model.n_free} free dofs")
+        self.solver: EigenSolver = make_modal_solver(self.n_modes, analysis, backend=backend, model=self.model,
+                                                     repeated=True, accurate_modes=self.max_mode)
+        self.solver.warn_incomplete_cluster = False
 
     def __call__(self, x: np.ndarray) -> Evaluation:
         """Objective, constraints and gradients at ``x = [z, b]`` (cached on the bytes of x and β)."""

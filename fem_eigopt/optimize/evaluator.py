@@ -57,8 +57,6 @@ from fem_eigopt.sensitivity.eigenvalues import (
     element_energies,
 )
 from fem_eigopt.sensitivity.eigenvectors import eigenvector_adjoint
-from fem_eigopt.solvers.auto import make_modal_solver
-from fem_eigopt.solvers.base import EigenSolver
 from fem_eigopt.solvers.modes import Modes
 
 logger = logging.getLogger(__name__)
@@ -137,40 +135,14 @@ class DesignEvaluator(EvaluatorBase):
         self.model = build_model(problem) if model is None else model
         self.design = design
         mesh = problem.mesh
-        self.objective: Response = problem.objective
-        self.constraints: list[Response] = list(problem.constraints)
-        for i, r in enumerate([self.objective] + self.constraints):
-            if not isinstance(r, Response):
-                where = "objective" if i == 0 else f"constraints[{i - 1}]"
-                raise fail(problem.label, f"{where} is {r!r}; allowed: a fem_eigopt objective/constraint object")
+        self._set_responses(problem)
 
         self.filter_radius = design.filter_radius or 1.5 * mean_element_size(mesh)
         self.beta = float(design.projection_beta)
         self.chain = self._density_chain()
 
-        a = problem.analysis
-        max_mode = max(r.max_mode for r in [self.objective] + self.constraints)
-        self.n_modes = max(a.n_modes, max_mode + 1)  # one beyond the highest used: complete clusters
-        if self.n_modes >= self.model.n_free:
-            raise fail(problem.label, f"the responses need {self.n_modes} modes; allowed: fewer than the "
-                       f"{self.model.n_free} free dofs")
-        # Modes up to the highest one a response uses are differentiated and must be accurate
-        # (iterative solvers add what they need to see whether the last one's cluster is
-        # complete); the others are only reported.
-        self.solver: EigenSolver = make_modal_solver(self.n_modes, a, backend=backend, model=self.model, repeated=True,
-                                        accurate_modes=max_mode)
-        self.max_mode = max_mode
-        # Whether the last mode's cluster continues beyond it matters only when that cluster holds
-        # a mode the responses use: EvaluatorBase warns then, not the solver at every cut cluster
-        # (the symmetric beam's unused modes 3-6 are one cluster with mode 7).
-        self.solver.warn_incomplete_cluster = False
+        self._set_modal_solver(problem, backend)
         self.n_design = self.chain.n_active
-        self._bound_slices: list[slice] = []
-        start = 0
-        for r in [self.objective] + self.constraints:
-            self._bound_slices.append(slice(start, start + r.n_bounds))
-            start += r.n_bounds
-        self.n_bounds = start
         self._cache_key: bytes | None = None
         self._cache: Evaluation | None = None
         self._solve_key: bytes | None = None

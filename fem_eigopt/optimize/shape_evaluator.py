@@ -60,10 +60,8 @@ from fem_eigopt.fem.geometry import (
 from fem_eigopt.optimize.driver import Evaluation
 from fem_eigopt.optimize.evaluation import REPORTED, EvaluatorBase
 from fem_eigopt.problem.definition import Problem, ShapeDesign
-from fem_eigopt.responses.base import ModalState, Partials, Response
+from fem_eigopt.responses.base import ModalState, Partials
 from fem_eigopt.sensitivity.shape import eigenvector_coordinate_gradient
-from fem_eigopt.solvers.auto import make_modal_solver
-from fem_eigopt.solvers.base import EigenSolver
 from fem_eigopt.solvers.modes import Modes
 
 logger = logging.getLogger(__name__)
@@ -136,33 +134,13 @@ class ShapeEvaluator(EvaluatorBase):
             raise fail(problem.label, "design.shape_map gives coordinates of shape "
                        f"{self.shape_map.coordinates(design.initial_parameters()).shape}; allowed: the mesh's "
                        f"{self.model.basis.mesh.p.shape} (build the map on the problem's mesh)")
-        self.objective: Response = problem.objective
-        self.constraints: list[Response] = list(problem.constraints)
-        for i, r in enumerate([self.objective] + self.constraints):
-            if not isinstance(r, Response):
-                where = "objective" if i == 0 else f"constraints[{i - 1}]"
-                raise fail(problem.label, f"{where} is {r!r}; allowed: a fem_eigopt objective/constraint object")
-        a = problem.analysis
-        max_mode = max(r.max_mode for r in [self.objective] + self.constraints)
-        self.n_modes = max(a.n_modes, max_mode + 1)
-        if self.n_modes >= self.model.n_free:
-            raise fail(problem.label, f"the responses need {self.n_modes} modes; allowed: fewer than the "
-                       f"{self.model.n_free} free dofs")
-        self.solver: EigenSolver = make_modal_solver(self.n_modes, a, backend=backend, model=self.model,
-                                                     repeated=True, accurate_modes=max_mode)
-        self.max_mode = max_mode
-        self.solver.warn_incomplete_cluster = False  # EvaluatorBase warns when it matters
+        self._set_responses(problem)
+        self._set_modal_solver(problem, backend)
         self.n_design = self.design.n_params
         self.lower_p, self.upper_p = design.bounds()
         finite = np.isfinite(self.lower_p) & np.isfinite(self.upper_p) & (self.upper_p > self.lower_p)
         self.offset = np.where(finite, self.lower_p, 0.0)
         self.scale = np.where(finite, self.upper_p - self.lower_p, 1.0)
-        self._bound_slices: list[slice] = []
-        start = 0
-        for r in [self.objective] + self.constraints:
-            self._bound_slices.append(slice(start, start + r.n_bounds))
-            start += r.n_bounds
-        self.n_bounds = start
         self.beta = 0.0
         self.filter_radius = 0.0
         self.reference_volume = float(element_volumes_at(self.model, self.shape_map.coordinates(
