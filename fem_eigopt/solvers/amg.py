@@ -102,6 +102,7 @@ from fem_eigopt.linalg.kernels import BlockOperator
 from fem_eigopt.linalg.mkl import load_function, sparse_blas
 from fem_eigopt.solvers.lobpcg import (
     LobpcgCounts,
+    LobpcgWork,
     Workspace,
     lobpcg,
     relative_residuals,
@@ -453,7 +454,7 @@ class _VCycleSolve:
 # the modal solver
 
 
-class AMGModalSolver:
+class AMGModalSolver(LobpcgWork):
     """Leading eigenpairs by AMG-preconditioned LOBPCG, warm-started between calls.
 
     Same conventions as :class:`~fem_eigopt.solvers.lanczos.LanczosSolver`: ``n_modes + 1`` pairs are computed
@@ -617,16 +618,6 @@ class AMGModalSolver:
         self.preconditioner = None
         self._workspace.release()
         self._block = None
-
-    @property
-    def n_lobpcg_iterations(self) -> int:
-        """LOBPCG iterations over all solves."""
-        return self.counts.iterations
-
-    @property
-    def n_preconditioner_columns(self) -> int:
-        """Columns a V-cycle was applied to over all solves."""
-        return self.counts.preconditioner_columns
 
     def work_counts(self) -> dict[str, int]:
         """Work done over all solves (see :meth:`~fem_eigopt.solvers.base.EigenSolver.work_counts`)."""

@@ -47,7 +47,7 @@ from fem_eigopt.linalg.kernels import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BlockPreconditioner", "LobpcgCounts", "LobpcgFailure", "LobpcgResult", "Workspace",
+__all__ = ["BlockPreconditioner", "LobpcgCounts", "LobpcgFailure", "LobpcgResult", "LobpcgWork", "Workspace",
            "energy_residuals", "lobpcg", "relative_residuals"]
 
 
@@ -125,6 +125,23 @@ class LobpcgCounts:
     iterations: int = 0
     preconditioner_columns: int = 0
     rayleigh_ritz: int = 0
+
+
+class LobpcgWork:
+    """The work counters of a solver that runs :func:`lobpcg` with a :class:`LobpcgCounts` ``counts``."""
+
+    counts: LobpcgCounts
+
+    @property
+    def n_lobpcg_iterations(self) -> int:
+        """LOBPCG iterations over all solves."""
+        return self.counts.iterations
+
+    @property
+    def n_preconditioner_columns(self) -> int:
+        """Columns the preconditioner was applied to over all solves (a V-cycle for AMG, a solve
+        with the kept factorisation for the subspace solver)."""
+        return self.counts.preconditioner_columns
 
 
 @dataclass

@@ -46,6 +46,7 @@ from fem_eigopt.linalg.kernels import limited_threads, reusable
 from fem_eigopt.solvers.lanczos import LanczosSolver
 from fem_eigopt.solvers.lobpcg import (
     LobpcgCounts,
+    LobpcgWork,
     LobpcgFailure,
     Workspace,
     energy_residuals,
@@ -63,7 +64,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SubspaceModalSolver"]
 
 
-class SubspaceModalSolver:
+class SubspaceModalSolver(LobpcgWork):
     """Leading eigenpairs by warm-started LOBPCG with a kept (possibly stale) factorisation.
 
     Parameters
@@ -268,16 +269,6 @@ class SubspaceModalSolver:
         self._cold.factorization.release()
         self._workspace.release()
         self._X = None
-
-    @property
-    def n_lobpcg_iterations(self) -> int:
-        """LOBPCG iterations over all solves."""
-        return self.counts.iterations
-
-    @property
-    def n_preconditioner_columns(self) -> int:
-        """Columns solved with the kept factorisation over all solves."""
-        return self.counts.preconditioner_columns
 
     @property
     def n_rayleigh_ritz(self) -> int:
