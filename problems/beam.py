@@ -10,10 +10,10 @@ formulation over the first ``n_bound`` modes (the optimum is bimodal).
 
 supports:
     two letters, the left and the right end: ``C`` the end edge clamped, ``S`` the end
-    cross-section pinned at its mid-height node (u_x = u_y = 0 there; with an odd ``ny`` the two
-    nodes nearest to mid-height), ``F`` free. ``SS`` and ``CC`` are Du & Olhoff's cases; ``CS``,
-    ``CF`` (a cantilever) and the others run through the same defaults. ``FF`` has rigid-body
-    modes and is refused.
+    cross-section pinned at its mid-height node (u_x = u_y = 0 there; with an odd ``ny`` and
+    linear elements the two nodes nearest to mid-height), ``F`` free. ``SS`` and ``CC`` are
+    Du & Olhoff's cases; ``CS``, ``CF`` (a cantilever) and the others run through the same
+    defaults. ``FF`` has rigid-body modes and is refused.
 
 Published: initial ω1 = 68.7 rad/s (SS), 146.1 rad/s (CC); optima ω1 = 174.7 (SS) and
 456.4 rad/s (CC), both double eigenvalues (Du & Olhoff 2007, Fig. 3). The paper states neither
@@ -37,13 +37,16 @@ import fem_eigopt as fe
 END_CONDITIONS = "CSF"
 
 
-def _end_support(condition: str, x: float, height: float, ny: int) -> fe.Support:
+def _end_support(condition: str, x: float, height: float, ny: int, element: str) -> fe.Support:
     """The support of one end: clamped edge (C) or pin at mid-height (S)."""
     if condition == "C":
         return fe.Support("left" if x == 0.0 else "right")
-    # Pin the node at mid-height (even ny); with odd ny no node is there and the two nodes
+    # Pin the node at mid-height: a vertex with an even ny, the edge's middle node of a quadratic
+    # element with an odd one. Linear elements and an odd ny have no node there: the two nodes
     # nearest to it are pinned instead (a pin of one element's height).
-    tol = 0.5 * height / ny * (1 + 1e-9)
+    h = height / ny
+    node_at_mid_height = ny % 2 == 0 or not element.endswith("1")
+    tol = 0.25 * h if node_at_mid_height else 0.5 * h * (1 + 1e-9)
     return fe.Support(fe.at_point((x, height / 2), tol))
 
 
@@ -68,7 +71,7 @@ def problem(nx: int = 160, ny: int = 20, supports: str = "SS", element: str = "q
         raise fe.InputError(f"supports = {supports!r}; allowed: two of C (clamped), S (pinned), F (free) "
                             "for the left and right ends, e.g. 'SS', 'CC', 'CS', 'CF' (not 'FF')")
     length, height = 8.0, 1.0
-    fixed = tuple(_end_support(c, x, height, ny) for c, x in zip(ends, (0.0, length)) if c != "F")
+    fixed = tuple(_end_support(c, x, height, ny, element) for c, x in zip(ends, (0.0, length)) if c != "F")
     if method == "simple":
         objective = fe.MaxEigenvalue(mode=1)
     else:
