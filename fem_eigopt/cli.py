@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_modal.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p_modal.add_argument("--out", default=None, metavar="DIR",
                          help="write modes.vtu, modes.json, design.png and mode_<i>.png into DIR")
+    p_modal.add_argument("--design", default=None, metavar="NPZ",
+                         help="analyse the densities of a run's design.npz (or design_best.npz) instead of "
+                              "the first evaluation's; with --set element=quad2 a check with quadratic elements")
     p_check = sub.add_parser("check-grad", help="Taylor test of the objective and every constraint")
     _add_common(p_check)
     p_check.add_argument("--directions", type=int, default=2, help="random directions (default 2)")
@@ -418,15 +421,30 @@ def _modal_table(result) -> str:
     return "\n".join(lines)
 
 
+def _design_densities(path: str) -> np.ndarray:
+    """The physical densities of a run's ``design.npz`` (``--design``)."""
+    try:
+        with np.load(path) as content:
+            if "densities" not in content:
+                raise InputError(f"--design {path}: holds no densities (it has {', '.join(content.files)}); "
+                                 "allowed: the design.npz or design_best.npz of a density design's run")
+            return np.array(content["densities"], dtype=float)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--design {path}: unreadable ({type(exc).__name__}: {exc}); allowed: a run's "
+                         "design.npz") from None
+
+
 def cmd_modal(args: argparse.Namespace) -> int:
-    """Modal analysis of the design the optimiser evaluates first; table or JSON on stdout."""
+    """Modal analysis of the design the optimiser evaluates first (or of ``--design``'s
+    densities); table or JSON on stdout."""
     from fem_eigopt.optimize.modal_analysis import modal_analysis, write_modes
 
     if args.modes is not None and args.modes < 1:
         raise InputError(f"--modes {args.modes}: allowed: an integer >= 1")
     out_dir = _writable_folder("--out", args.out) if args.out is not None else None
     problem = _load(args)
-    result = modal_analysis(problem, n_modes=args.modes, backend=args.backend)
+    densities = _design_densities(args.design) if args.design is not None else None
+    result = modal_analysis(problem, n_modes=args.modes, backend=args.backend, densities=densities)
     modes, model = result.modes, result.model
     if out_dir is not None:
         try:
@@ -441,6 +459,7 @@ def cmd_modal(args: argparse.Namespace) -> int:
             "source": problem.source,
             "parameters": {k: v for k, v in problem.parameters.items() if _jsonable(v)},
             "design": result.design,
+            "design_file": args.design,
             "eigenvalues": modes.eigenvalues.tolist(),
             "omega": modes.omega.tolist(),
             "frequencies_hz": modes.frequencies_hz.tolist(),

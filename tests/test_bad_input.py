@@ -90,6 +90,8 @@ BAD = [
     (("check-grad", BEAM, "--directions", "0"), ["--directions", ">= 1"]),
     (("check-grad", BEAM, "--h0", "2"), ["--h0", "0 < h0 < 1"]),
     (("frobnicate.py",), ["frobnicate.py", "no such problem file"]),
+    (("modal", BEAM, "--set", *TINY, "--design", "{tmp}/notes.txt"), ["--design", "notes.txt", "unreadable",
+                                                                      "design.npz"]),
 ]
 
 

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fem_eigopt.cli import main
@@ -126,6 +127,35 @@ def test_modes_option_and_table_output(capsys, monkeypatch):
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 3
     assert float(rows[0][2]) == pytest.approx(69.193729, rel=1e-6)  # ω column of mode 1
+
+
+def test_modal_of_a_run_design_and_with_quadratic_elements(tmp_path, capsys, monkeypatch):
+    """``modal --design``: a finished run's densities, analysed again.
+
+    With the run's own element the eigenvalues are the run's final ones. With ``element=quad2``
+    on the same mesh the bilinear displacements are a subspace of the quadratic ones (the pin at
+    mid-height is the same single node), so by the Rayleigh-Ritz principle every eigenvalue can
+    only fall (Courant-Fischer); bilinear elements are stiffer in bending.
+    """
+    coarse = ("nx=24", "ny=4", "max_eval=15")
+    proc = run_main(capsys, monkeypatch, "run", "problems/beam.py", "--set", *coarse, "-q", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next(tmp_path.glob("beam/*"))
+    final = json.loads((run_dir / "summary.json").read_text())["eigenvalues_final"]
+    design = str(run_dir / "design.npz")
+    same = modal_json(proc=run_main(capsys, monkeypatch, "modal", "problems/beam.py", "--set", *coarse,
+                                    "--design", design, "--json"))
+    assert same["design"] == "given densities" and same["design_file"] == design
+    assert same["eigenvalues"] == pytest.approx(final[: len(same["eigenvalues"])], rel=1e-9)
+    quadratic = modal_json(proc=run_main(capsys, monkeypatch, "modal", "problems/beam.py", "--set", *coarse,
+                                         "element=quad2", "--design", design, "--json"))
+    lam1, lam2 = np.array(same["eigenvalues"]), np.array(quadratic["eigenvalues"])
+    assert np.all(lam2 <= lam1 * (1 + 1e-9))
+    assert lam2[0] > 0.5 * lam1[0]  # the same structure, not another one
+    wrong_mesh = run_main(capsys, monkeypatch, "modal", "problems/beam.py", "--set", "nx=20", "ny=4",
+                          "--design", design)
+    assert wrong_mesh.returncode == 2 and "Traceback" not in wrong_mesh.stderr
+    assert "96 given densities" in wrong_mesh.stderr and "one per element of the mesh (80)" in wrong_mesh.stderr
 
 
 @pytest.fixture

@@ -1,10 +1,13 @@
-"""Modal analysis of a problem's initial design (the ``modal`` command and the library entry).
+"""Modal analysis of a problem's initial design or of given densities (the ``modal`` command).
 
 The design analysed is the one the optimiser evaluates first: for a problem with a
 :class:`~fem_eigopt.problem.definition.DensityDesign` and an objective, a
 :class:`~fem_eigopt.optimize.evaluator.DesignEvaluator` prepares the start (passive regions,
 filter, projection, the shift that keeps a projected start inside its volume limits) and its
-first analysis gives the physical densities; without a design the structure is solid.
+first analysis gives the physical densities; without a design the structure is solid. Given
+physical densities (a finished run's ``design.npz``) are analysed as they are, through the
+design's stiffness and mass laws: with another element or solver than the run's, a check of the
+optimised design under another discretisation (docs/du-olhoff.md, "Bilinear elements").
 :func:`write_modes` writes what the ``modal --out DIR`` command leaves behind.
 """
 
@@ -42,7 +45,8 @@ class ModalResult:
         Physical densities of the design analysed (None: solid, no design).
     design : str
         ``"first evaluation"`` (the optimiser's first design), ``"initial densities"`` (a
-        density design without objective: its raw initial densities) or ``"solid"``.
+        density design without objective: its raw initial densities), ``"given densities"``
+        or ``"solid"``.
     """
 
     model: Model
@@ -66,8 +70,8 @@ def initial_scale_factors(problem: Problem, model: Model) -> tuple[np.ndarray, n
 
 
 def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | None = None,
-                   model: Model | None = None) -> ModalResult:
-    """Leading eigenpairs of ``problem`` at its initial design.
+                   model: Model | None = None, densities: np.ndarray | None = None) -> ModalResult:
+    """Leading eigenpairs of ``problem`` at its initial design or at given densities.
 
     The solver is shift-invert Lanczos (:class:`~fem_eigopt.solvers.lanczos.LanczosSolver`), or the
     AMG solver (:class:`~fem_eigopt.solvers.amg.AMGModalSolver`, no factorisation) when the analysis
@@ -83,11 +87,21 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
         Overrides ``problem.analysis.backend``.
     model : Model, optional
         A model already built from ``problem``.
+    densities : ndarray (n_elem,), optional
+        Physical densities in [0, 1] to analyse instead of the initial design (a
+        :class:`DensityDesign` problem only): no filter or projection is applied, the design's
+        stiffness and mass laws are.
 
     Returns
     -------
     ModalResult
         The model, the solver, the modes and the densities analysed.
+
+    Raises
+    ------
+    InputError
+        ``densities`` for a problem without a density design, of the wrong length or outside
+        [0, 1]; ``n_modes`` not below the number of free dofs.
 
     Notes
     -----
@@ -105,9 +119,12 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
         from fem_eigopt.errors import fail
 
         raise fail(problem.label, f"n_modes = {n_modes}; allowed: fewer than the {model.n_free} free dofs")
-    densities = None
     design = "solid"
-    if isinstance(problem.design, DensityDesign) and problem.objective is not None:
+    if densities is not None:
+        densities = _given_densities(problem, model, densities)
+        stiff, mass = problem.design.stiffness(densities)[0], problem.design.mass(densities)[0]
+        design = "given densities"
+    elif isinstance(problem.design, DensityDesign) and problem.objective is not None:
         from fem_eigopt.optimize.evaluator import DesignEvaluator
 
         evaluator = DesignEvaluator(problem, model=model, backend=backend)
@@ -124,6 +141,7 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
         design = "initial shape"
     else:
         stiff, mass = initial_scale_factors(problem, model)
+        densities = None
         if problem.design is not None:
             densities = problem.design.initial_densities(model.n_elements)
             design = "initial densities"
@@ -135,6 +153,23 @@ def modal_analysis(problem: Problem, n_modes: int | None = None, backend: str | 
         solver = ModalSolver(n_modes, shift=a.shift, backend=backend or a.backend, cluster_tol=a.cluster_tol)
     modes = solver.solve(model.stiffness(stiff), model.mass(mass))
     return ModalResult(model=model, modes=modes, solver=solver, densities=densities, design=design)
+
+
+def _given_densities(problem: Problem, model: Model, densities: np.ndarray) -> np.ndarray:
+    """``densities`` checked against the problem's density design and mesh, shape (n_elem,)."""
+    from fem_eigopt.errors import fail
+    from fem_eigopt.problem.definition import DensityDesign
+
+    if not isinstance(problem.design, DensityDesign):
+        raise fail(problem.label, "given densities need a density design; allowed: a problem with "
+                   "fem_eigopt.DensityDesign(...)")
+    d = np.asarray(densities, dtype=float)
+    if d.shape != (model.n_elements,):
+        raise fail(problem.label, f"{d.size} given densities; allowed: one per element of the mesh "
+                   f"({model.n_elements}): the run's problem with its mesh parameters")
+    if not (np.all(np.isfinite(d)) and d.min() >= 0.0 and d.max() <= 1.0):
+        raise fail(problem.label, f"given densities in [{d.min():g}, {d.max():g}]; allowed: [0, 1]")
+    return d
 
 
 def write_modes(result: ModalResult, out_dir: str | Path, name: str = "modal", n_pictures: int = 6) -> list[Path]:
