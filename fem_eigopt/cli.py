@@ -108,15 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", default=None, help="root folder of run directories (default: results)")
     p_run.add_argument("--max-eval", type=int, default=None, help="evaluation budget (default: the problem's)")
     p_run.add_argument("--no-output", action="store_true", help="write no run directory")
-    p_modal = sub.add_parser("modal", help="modal analysis of the design the optimiser evaluates first")
-    _add_common(p_modal)
+    p_modal = sub.add_parser("modal", help="modal analysis of the design the optimiser evaluates first, "
+                                           "or of a run's design (--design)")
+    _add_common(p_modal, optional_problem=True)
     p_modal.add_argument("--modes", type=int, default=None, help="number of modes (default: the problem's)")
     p_modal.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p_modal.add_argument("--out", default=None, metavar="DIR",
                          help="write modes.vtu, modes.json, design.png and mode_<i>.png into DIR")
-    p_modal.add_argument("--design", default=None, metavar="NPZ",
-                         help="analyse the densities of a run's design.npz (or design_best.npz) instead of "
-                              "the first evaluation's; with --set element=quad2 a check with quadratic elements")
+    p_modal.add_argument("--design", default=None, metavar="RUN_DIR",
+                         help="analyse the final design of a run (its directory, or a design.npz / "
+                              "design_best.npz) with the run's problem and parameters; --set overrides them, "
+                              "e.g. element=quad2 for a check with quadratic elements")
     p_check = sub.add_parser("check-grad", help="Taylor test of the objective and every constraint")
     _add_common(p_check)
     p_check.add_argument("--directions", type=int, default=2, help="random directions (default 2)")
@@ -367,7 +369,9 @@ def _sweep_main(argv: list[str]) -> int:
 # commands
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, run_dir: Path | None = None):
+    """The problem of ``args`` (its file and ``--set`` values), or of the run in ``run_dir`` with
+    ``--set`` overriding the run's parameters; ``--eigensolver`` replaces the problem's."""
     from fem_eigopt.problem.loading import load_problem, parse_overrides
 
     _check_choice("--backend", args.backend)
@@ -376,7 +380,12 @@ def _load(args: argparse.Namespace):
 
         if args.eigensolver not in EIGENSOLVERS:
             raise InputError(f"--eigensolver {args.eigensolver!r}: allowed: {', '.join(EIGENSOLVERS)}")
-    problem = load_problem(args.problem, parse_overrides(args.overrides))
+    if run_dir is None:
+        problem = load_problem(args.problem, parse_overrides(args.overrides))
+    else:
+        from fem_eigopt.optimize.run import run_problem
+
+        problem = run_problem(run_dir, parse_overrides(args.overrides))[1]
     if args.eigensolver is not None:
         from dataclasses import replace
 
@@ -421,17 +430,39 @@ def _modal_table(result) -> str:
     return "\n".join(lines)
 
 
-def _design_densities(path: str) -> np.ndarray:
-    """The physical densities of a run's ``design.npz`` (``--design``)."""
+def _design_densities(design: str) -> tuple[np.ndarray, Path | None]:
+    """``--design``: the physical densities of a run's design and the run directory (None when
+    the file is not in one). A directory means its ``design.npz``, else its ``design_best.npz``."""
+    path = Path(design)
+    if path.is_dir():
+        path = next((path / n for n in ("design.npz", "design_best.npz") if (path / n).is_file()), path / "design.npz")
+    run_dir = path.parent if (path.parent / "run.json").is_file() else None
+    allowed = "allowed: the run directory of a density design, or its design.npz"
     try:
-        with np.load(path) as content:
-            if "densities" not in content:
-                raise InputError(f"--design {path}: holds no densities (it has {', '.join(content.files)}); "
-                                 "allowed: the design.npz or design_best.npz of a density design's run")
-            return np.array(content["densities"], dtype=float)
+        content = np.load(path)
     except (OSError, ValueError) as exc:
-        raise InputError(f"--design {path}: unreadable ({type(exc).__name__}: {exc}); allowed: a run's "
-                         "design.npz") from None
+        raise InputError(f"--design {design}: unreadable ({type(exc).__name__}: {exc}); {allowed}") from None
+    if not isinstance(content, np.lib.npyio.NpzFile):
+        raise InputError(f"--design {design}: a single array, not a run's design archive; {allowed}")
+    with content:
+        if "densities" not in content:
+            raise InputError(f"--design {design}: holds no densities (it has {', '.join(content.files)}); {allowed}")
+        return np.array(content["densities"], dtype=float), run_dir
+
+
+def _modal_problem(args: argparse.Namespace):
+    """The problem ``modal`` analyses and the densities given by ``--design`` (or None)."""
+    if args.design is None:
+        if args.problem is None:
+            raise InputError("modal: no problem file; allowed: modal PROBLEM.py, or modal --design RUN_DIR")
+        return _load(args), None
+    densities, run_dir = _design_densities(args.design)
+    if args.problem is not None:
+        return _load(args), densities
+    if run_dir is None:
+        raise InputError(f"--design {args.design}: not in a run directory (no run.json beside it); allowed: "
+                         "a run directory, or its design.npz, or PROBLEM.py with the run's --set values")
+    return _load(args, run_dir), densities
 
 
 def cmd_modal(args: argparse.Namespace) -> int:
@@ -442,8 +473,7 @@ def cmd_modal(args: argparse.Namespace) -> int:
     if args.modes is not None and args.modes < 1:
         raise InputError(f"--modes {args.modes}: allowed: an integer >= 1")
     out_dir = _writable_folder("--out", args.out) if args.out is not None else None
-    problem = _load(args)
-    densities = _design_densities(args.design) if args.design is not None else None
+    problem, densities = _modal_problem(args)
     result = modal_analysis(problem, n_modes=args.modes, backend=args.backend, densities=densities)
     modes, model = result.modes, result.model
     if out_dir is not None:

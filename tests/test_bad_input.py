@@ -92,6 +92,8 @@ BAD = [
     (("frobnicate.py",), ["frobnicate.py", "no such problem file"]),
     (("modal", BEAM, "--set", *TINY, "--design", "{tmp}/notes.txt"), ["--design", "notes.txt", "unreadable",
                                                                       "design.npz"]),
+    (("modal", "--design", "{tmp}"), ["--design", "unreadable", "run directory"]),
+    (("modal",), ["modal", "no problem file", "--design RUN_DIR"]),
 ]
 
 

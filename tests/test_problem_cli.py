@@ -130,7 +130,8 @@ def test_modes_option_and_table_output(capsys, monkeypatch):
 
 
 def test_modal_of_a_run_design_and_with_quadratic_elements(tmp_path, capsys, monkeypatch):
-    """``modal --design``: a finished run's densities, analysed again.
+    """``modal --design``: a finished run's densities, analysed again (with a problem file and
+    the run's ``--set`` values, or with the run's own problem from its directory).
 
     With the run's own element the eigenvalues are the run's final ones. With ``element=quad2``
     on the same mesh the bilinear displacements are a subspace of the quadratic ones (the pin at
@@ -147,8 +148,10 @@ def test_modal_of_a_run_design_and_with_quadratic_elements(tmp_path, capsys, mon
                                     "--design", design, "--json"))
     assert same["design"] == "given densities" and same["design_file"] == design
     assert same["eigenvalues"] == pytest.approx(final[: len(same["eigenvalues"])], rel=1e-9)
-    quadratic = modal_json(proc=run_main(capsys, monkeypatch, "modal", "problems/beam.py", "--set", *coarse,
-                                         "element=quad2", "--design", design, "--json"))
+    # the run's problem and parameters from its directory; --set overrides one of them
+    quadratic = modal_json(proc=run_main(capsys, monkeypatch, "modal", "--design", str(run_dir), "--set",
+                                         "element=quad2", "--json"))
+    assert quadratic["parameters"]["nx"] == 24 and quadratic["parameters"]["element"] == "quad2"
     lam1, lam2 = np.array(same["eigenvalues"]), np.array(quadratic["eigenvalues"])
     assert np.all(lam2 <= lam1 * (1 + 1e-9))
     assert lam2[0] > 0.5 * lam1[0]  # the same structure, not another one
@@ -156,6 +159,10 @@ def test_modal_of_a_run_design_and_with_quadratic_elements(tmp_path, capsys, mon
                           "--design", design)
     assert wrong_mesh.returncode == 2 and "Traceback" not in wrong_mesh.stderr
     assert "96 given densities" in wrong_mesh.stderr and "one per element of the mesh (80)" in wrong_mesh.stderr
+    outside = tmp_path / "elsewhere.npz"
+    outside.write_bytes(Path(design).read_bytes())
+    no_run = run_main(capsys, monkeypatch, "modal", "--design", str(outside))
+    assert no_run.returncode == 2 and "not in a run directory" in no_run.stderr
 
 
 @pytest.fixture

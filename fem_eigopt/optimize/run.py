@@ -82,7 +82,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -444,12 +444,14 @@ def _check_resumable(run_dir: Path, content: dict) -> None:
                          f"(status {', '.join(RESUMABLE_STATUSES[1:])}, or killed)")
 
 
-def run_problem(run_dir: str | Path) -> tuple[dict, Problem]:
+def run_problem(run_dir: str | Path, overrides: Mapping[str, Any] | None = None) -> tuple[dict, Problem]:
     """The ``run.json`` of a run directory and its problem, rebuilt as the run used it.
 
     The problem file is the recorded ``source`` (relative paths are taken from the recorded
     working directory when they exist there), with the recorded parameters and the eigen solver
-    of ``run_options`` (a ``--eigensolver`` given to the run).
+    of ``run_options`` (a ``--eigensolver`` given to the run). ``overrides`` (parameter values,
+    strings as from ``--set``) replace recorded parameters: ``modal --design RUN_DIR --set
+    element=quad2`` analyses the run's design with another element.
 
     Raises
     ------
@@ -471,7 +473,7 @@ def run_problem(run_dir: str | Path) -> tuple[dict, Problem]:
         raise InputError(f"{run_json}: unreadable ({type(exc).__name__}: {exc})") from None
     if not info.get("source"):
         raise InputError(f"{run_json}: names no problem source file")
-    problem = load_problem(_source_path(info), dict(info.get("parameters") or {}))
+    problem = load_problem(_source_path(info), {**(info.get("parameters") or {}), **(overrides or {})})
     eigensolver = (info.get("run_options") or {}).get("eigensolver")
     if eigensolver and eigensolver != problem.analysis.eigensolver:
         problem = replace(problem, analysis=replace(problem.analysis, eigensolver=eigensolver))
