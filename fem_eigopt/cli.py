@@ -430,39 +430,32 @@ def _modal_table(result) -> str:
     return "\n".join(lines)
 
 
-def _design_densities(design: str) -> tuple[np.ndarray, Path | None]:
-    """``--design``: the physical densities of a run's design and the run directory (None when
-    the file is not in one). A directory means its ``design.npz``, else its ``design_best.npz``."""
-    path = Path(design)
-    if path.is_dir():
-        path = next((path / n for n in ("design.npz", "design_best.npz") if (path / n).is_file()), path / "design.npz")
-    run_dir = path.parent if (path.parent / "run.json").is_file() else None
-    allowed = "allowed: the run directory of a density design, or its design.npz"
-    try:
-        content = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"--design {design}: unreadable ({type(exc).__name__}: {exc}); {allowed}") from None
-    if not isinstance(content, np.lib.npyio.NpzFile):
-        raise InputError(f"--design {design}: a single array, not a run's design archive; {allowed}")
-    with content:
-        if "densities" not in content:
-            raise InputError(f"--design {design}: holds no densities (it has {', '.join(content.files)}); {allowed}")
-        return np.array(content["densities"], dtype=float), run_dir
-
-
 def _modal_problem(args: argparse.Namespace):
-    """The problem ``modal`` analyses and the densities given by ``--design`` (or None)."""
+    """The problem ``modal`` analyses and the densities given by ``--design`` (or None).
+
+    ``--design`` names a run directory (its latest design, its own problem with ``--set`` on
+    top) or a saved design file (with PROBLEM.py, or the problem of the run directory it is in).
+    """
+    from fem_eigopt.optimize.run import latest_design_file, read_design
+
     if args.design is None:
         if args.problem is None:
             raise InputError("modal: no problem file; allowed: modal PROBLEM.py, or modal --design RUN_DIR")
         return _load(args), None
-    densities, run_dir = _design_densities(args.design)
-    if args.problem is not None:
-        return _load(args), densities
-    if run_dir is None:
+    path = Path(args.design)
+    run_dir = path if path.is_dir() else path.parent if (path.parent / "run.json").is_file() else None
+    try:
+        arrays = read_design((latest_design_file(path) or path / "design.npz") if path.is_dir() else path)
+    except InputError as exc:
+        raise InputError(f"--design {exc}") from None
+    if "densities" not in arrays:
+        raise InputError(f"--design {args.design}: holds no densities (it has {', '.join(arrays)}); allowed: the "
+                         "run directory of a density design, or its design.npz")
+    if args.problem is None and run_dir is None:
         raise InputError(f"--design {args.design}: not in a run directory (no run.json beside it); allowed: "
                          "a run directory, or its design.npz, or PROBLEM.py with the run's --set values")
-    return _load(args, run_dir), densities
+    problem = _load(args) if args.problem is not None else _load(args, run_dir)
+    return problem, np.asarray(arrays["densities"], dtype=float)
 
 
 def cmd_modal(args: argparse.Namespace) -> int:

@@ -35,23 +35,6 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(fh))
 
 
-def _load_run(run_dir: Path):
-    """(run.json, problem, npz name, npz arrays) of a run directory; InputError with one line otherwise."""
-    from fem_eigopt.optimize.run import run_problem
-
-    run, problem = run_problem(run_dir)
-    for name in ("design.npz", "design_best.npz"):
-        path = run_dir / name
-        if path.is_file():
-            try:
-                with np.load(path) as z:
-                    arrays = {k: z[k] for k in z.files}
-            except Exception as exc:
-                raise InputError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-            return run, problem, name, arrays
-    raise InputError(f"{run_dir}: neither design.npz nor design_best.npz (no design saved yet)")
-
-
 def _stored_modes(problem, arrays: dict, npz_name: str):
     """(model, ModeShapes or None) from the eigenvectors stored in ``design.npz``."""
     from fem_eigopt.fem.assembly import build_model
@@ -122,7 +105,9 @@ def plot_run(run_dir: str | Path, what: Iterable[str] = WHAT, n_modes: int = 4) 
     bad = [w for w in what if w not in WHAT]
     if bad:
         raise InputError(f"--what {','.join(bad)}: allowed: {', '.join(WHAT)}")
-    _, problem, npz_name, arrays = _load_run(run_dir)
+    from fem_eigopt.optimize.run import run_design
+
+    _, problem, npz_name, arrays = run_design(run_dir)
     rho = np.asarray(arrays["densities"], dtype=float)
     beta = float(arrays["beta"]) if "beta" in arrays else None
     coordinates = arrays.get("coordinates")

@@ -117,8 +117,9 @@ from fem_eigopt.responses.base import void_fraction
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunResult", "optimize", "resume", "run_problem", "default_settings", "provenance", "checkpoint_every",
-           "PROGRESS_ATTR", "HEADER_EVERY", "FAILED_STATUSES", "RESUMABLE_STATUSES"]
+__all__ = ["RunResult", "optimize", "resume", "run_problem", "run_design", "read_design",
+           "latest_design_file", "default_settings", "provenance", "checkpoint_every", "PROGRESS_ATTR",
+           "HEADER_EVERY", "FAILED_STATUSES", "RESUMABLE_STATUSES"]
 
 #: attribute of the progress log records holding their data (see the module docstring)
 PROGRESS_ATTR = "fem_eigopt_progress"
@@ -478,6 +479,47 @@ def run_problem(run_dir: str | Path, overrides: Mapping[str, Any] | None = None)
     if eigensolver and eigensolver != problem.analysis.eigensolver:
         problem = replace(problem, analysis=replace(problem.analysis, eigensolver=eigensolver))
     return info, replace(problem, source=str(info["source"]))
+
+
+def read_design(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a saved design (``design.npz``, ``design_best.npz``).
+
+    Raises
+    ------
+    InputError
+        One line: unreadable, or a single array rather than an archive.
+    """
+    try:
+        content = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable ({type(exc).__name__}: {exc}); allowed: a run directory's "
+                         "design.npz") from None
+    if not isinstance(content, np.lib.npyio.NpzFile):
+        raise InputError(f"{path}: a single array, not a run's design archive; allowed: a run directory's "
+                         "design.npz")
+    with content:
+        return {k: content[k] for k in content.files}
+
+
+def run_design(run_dir: str | Path, overrides: Mapping[str, Any] | None = None
+               ) -> tuple[dict, Problem, str, dict[str, np.ndarray]]:
+    """(``run.json``, problem, file name, arrays) of a run directory's latest design
+    (:func:`latest_design_file`).
+
+    ``overrides`` as in :func:`run_problem`. Raises :class:`InputError` (one line) when the run
+    directory or its design cannot be read.
+    """
+    info, problem = run_problem(run_dir, overrides)
+    path = latest_design_file(run_dir)
+    if path is None:
+        raise InputError(f"{run_dir}: neither design.npz nor design_best.npz (no design saved yet)")
+    return info, problem, path.name, read_design(path)
+
+
+def latest_design_file(run_dir: str | Path) -> Path | None:
+    """``design.npz`` of a run directory, or ``design_best.npz`` for a run stopped before writing
+    it; None when there is neither."""
+    return next((Path(run_dir) / n for n in ("design.npz", "design_best.npz") if (Path(run_dir) / n).is_file()), None)
 
 
 def _source_path(info: dict) -> Path:
